@@ -1,0 +1,45 @@
+# s390x Wheel Refinery: input wheels -> scan -> plan (checkpoint) -> reuse/fetch/build -> manifest.
+# `refinery` runs this same workflow; see README.md and DESIGN.md.
+import os
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+sys.path.insert(0, workflow.basedir)  # refinery_lib, when run from a checkout without install
+
+
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+validate(config, "config/schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/scan.smk"
+include: "rules/plan.smk"
+include: "rules/build.smk"
+include: "rules/aggregate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        manifest=rules.aggregate.output.manifest,
+        complete=rules.aggregate.output.complete,
+
+
+rule prefetch:
+    """Warm-up target: every sdist of the plan downloaded once, before parallel builds."""
+    input:
+        sdists=all_sdist_records,
+
+
+onsuccess:
+    report_run(success=True)
+
+
+onerror:
+    report_run(success=False)

@@ -1,0 +1,213 @@
+"""Aggregation: manifest, history events, a PEP 503 index of the output, the closure check."""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from . import proc
+from .errors import CommandError
+from .files import atomic_write_text, read_json, write_json
+from .history import History
+from .models import BAD_STATUSES, Action, Outcome, PlanNode, Status
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+LANDED = frozenset({Status.REUSED, Status.FETCHED, Status.BUILT, Status.CACHED})
+
+
+def load_outcomes(path: Path) -> list[Outcome]:
+    if not path.exists():
+        return []
+    data = read_json(path)
+    items = data if isinstance(data, list) else [data]
+    return [Outcome.from_json(d) for d in items]
+
+
+def collect(settings: Settings) -> tuple[dict, list[Outcome], list[dict]]:
+    """Every outcome the workflow has produced so far, one per plan node, plus plan events."""
+    res = settings.paths.results
+    plan = read_json(res / "plan" / "plan.json")
+    nodes = [PlanNode.from_json(n) for n in plan["nodes"]]
+    found: dict[str, Outcome] = {}
+    for o in load_outcomes(res / "reuse" / "reused.json") + load_outcomes(res / "fetch" / "fetched.json"):
+        found[_okey(o.name, o.version)] = o
+    for n in nodes:
+        if n.action is Action.BUILD:
+            for o in load_outcomes(res / "outcomes" / f"{n.key}.json"):
+                found[_okey(o.name, o.version)] = o
+    # failure records survive outside declared outputs; an outcome of the same node wins
+    for path in sorted(settings.paths.failures.glob("*.json")) if settings.paths.failures.exists() else []:
+        for o in load_outcomes(path):
+            found.setdefault(_okey(o.name, o.version), o)
+    outcomes: list[Outcome] = []
+    failed_keys = set()
+    for n in nodes:
+        o = found.get(_okey(n.name, n.version))
+        if o is None and n.fallback_from:
+            o = found.get(_okey(n.name, n.fallback_from))
+        if o is None:
+            o = _from_plan(n, found, nodes)
+        o.metadata.setdefault("needed_by", list(n.needed_by))
+        o.metadata.setdefault("plan", n.detail)
+        if o.status is Status.FAILED:
+            failed_keys.add(n.key)
+        outcomes.append(o)
+    for inv in plan.get("invalid", []):
+        outcomes.append(
+            Outcome(name=inv["file"], version="", status=Status.INVALID, path=inv["path"],
+                    detail=inv["reason"], metadata={"file": inv["file"]})
+        )
+    return plan, outcomes, plan.get("events", [])
+
+
+def _okey(name: str, version: str) -> str:
+    return f"{canonicalize_name(name)}=={version}"
+
+
+def _from_plan(n: PlanNode, found: dict[str, Outcome], nodes: list[PlanNode]) -> Outcome:
+    if n.action is Action.MISSING:
+        return Outcome(n.name, n.version, Status.MISSING, detail=n.detail,
+                       metadata={"requirement": n.requirement})
+    if n.action is Action.SKIP:
+        return Outcome(n.name, n.version, Status.SKIPPED, detail=n.detail)
+    by_key = {m.key: m for m in nodes}
+    failed_deps = [
+        k for k in n.build_deps
+        if (d := by_key.get(k)) is not None
+        and (o := found.get(_okey(d.name, d.version))) is not None and o.status is Status.FAILED
+    ]
+    if failed_deps:
+        detail = f"not built: its dependency {', '.join(failed_deps)} failed"
+    else:
+        detail = "not built: the job did not run to completion (interrupted, or an upstream step failed)"
+    return Outcome(n.name, n.version, Status.FAILED, detail=detail)
+
+
+def write_simple_index(output: Path, entries: list[Outcome]) -> None:
+    """A PEP 503 index of the output wheels in OUTPUT/simple (relative links, sha256 fragments)."""
+    by_project: dict[str, list[Outcome]] = {}
+    for e in entries:
+        if e.status in LANDED and e.wheel:
+            by_project.setdefault(canonicalize_name(e.name), []).append(e)
+    root = output / "simple"
+    links = []
+    for project in sorted(by_project):
+        anchors = "\n".join(
+            f'<a href="../../{html.escape(e.wheel)}#sha256={e.sha256}">{html.escape(e.wheel)}</a><br>'
+            for e in sorted(by_project[project], key=lambda e: e.wheel)
+        )
+        atomic_write_text(
+            root / project / "index.html",
+            f"<!DOCTYPE html>\n<html><head><meta name=\"pypi:repository-version\" content=\"1.0\">"
+            f"<title>Links for {project}</title></head>\n<body><h1>Links for {project}</h1>\n"
+            f"{anchors}\n</body></html>\n",
+        )
+        links.append(f'<a href="{project}/">{project}</a><br>')
+    atomic_write_text(
+        root / "index.html",
+        "<!DOCTYPE html>\n<html><head><meta name=\"pypi:repository-version\" content=\"1.0\">"
+        "<title>Simple index</title></head>\n<body>\n" + "\n".join(links) + "\n</body></html>\n",
+    )
+
+
+def closure_check(settings: Settings, entries: list[Outcome]) -> dict[str, Any]:
+    """pip resolves every landed package for the target, offline, against the output only."""
+    reqs = sorted({f"{canonicalize_name(e.name)}=={e.version}" for e in entries if e.status in LANDED})
+    if not reqs:
+        return {"ok": True, "checked": 0, "detail": "nothing to check"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    with tempfile.TemporaryDirectory(prefix="refinery-closure-") as tmp:
+        argv = [
+            sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+            "--target", str(Path(tmp) / "t"), "--no-index", "--find-links",
+            str(settings.paths.output), "--only-binary", ":all:", "--quiet",
+            *settings.target.pip_target_args(), *reqs,
+        ]
+        try:
+            proc.run(argv, env=env)
+        except CommandError as exc:
+            lines = [ln for ln in exc.output.splitlines() if ln.strip()]
+            detail = " ".join(lines[-4:])[:1000] or str(exc)
+            return {"ok": False, "checked": len(reqs), "detail": detail}
+    return {"ok": True, "checked": len(reqs),
+            "detail": f"pip resolves all {len(reqs)} packages offline for the target"}
+
+
+def aggregate(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
+    """Write manifest, index and history for whatever the workflow has produced so far."""
+    started = time.time()
+    run_id = run_id or os.environ.get("REFINERY_RUN_ID") or _new_run_id()
+    plan, entries, plan_events = collect(settings)
+    target = settings.target
+    write_simple_index(settings.paths.output, entries)
+    closure = closure_check(settings, entries) if settings.closure_check else {"ok": None}
+    counts = Counter(str(e.status) for e in entries)
+    manifest = {
+        "schema": 1,
+        "run_id": run_id,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "target": {"python": target.python, "python_tag": target.python_tag,
+                   "platform_tag": target.platform_tag, "platforms": list(target.platforms[:8])},
+        "summary": dict(sorted(counts.items())),
+        "ok": not any(e.status in BAD_STATUSES for e in entries) and closure.get("ok") is not False,
+        "closure": closure,
+        "entries": [e.to_json() | {"events": None} for e in entries],
+    }
+    for entry in manifest["entries"]:
+        entry.pop("events")
+    write_json(settings.paths.manifest, manifest)
+    history = History(settings.paths.history_db)
+    history.start_run(run_id, target.python_tag, target.platform_tag)
+    events = list(plan_events)
+    for e in entries:
+        events.extend(e.events)
+        if e.status in (Status.FAILED,) and not e.events:
+            # derived failures (never ran) are recorded once per run
+            events.append({"uid": f"{run_id}:{e.name}:{e.version}:failed", "package": e.name,
+                           "version": e.version, "status": "failed", "detail": e.detail,
+                           "metadata": e.metadata})
+    new = history.record(events, run_id, target.python_tag, target.platform_tag)
+    history.finish_run(run_id, dict(counts))
+    manifest["history_events_recorded"] = new
+    return manifest
+
+
+def _new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def summary_table(manifest: dict[str, Any]) -> str:
+    """Plain-text table: counts per status, then every entry that needs attention."""
+    lines = ["status      count"]
+    for status, n in sorted(manifest["summary"].items()):
+        lines.append(f"{status:<11} {n:>5}")
+    bad = [e for e in manifest["entries"] if e["status"] in {str(s) for s in BAD_STATUSES}]
+    if bad:
+        lines.append("")
+        lines.append(f"{'package':<30} {'version':<12} {'status':<8} detail")
+        for e in bad:
+            lines.append(f"{e['name'][:30]:<30} {e['version'][:12]:<12} {e['status']:<8} {e['detail'][:160]}")
+    closure = manifest.get("closure", {})
+    if closure.get("ok") is not None:
+        lines.append("")
+        lines.append(f"closure check: {'ok' if closure['ok'] else 'FAILED'}: {closure.get('detail', '')}")
+    lines.append(f"manifest: {manifest.get('path', '')}")
+    return "\n".join(lines)
+
+
+def wheel_tags(filename: str) -> list[str]:
+    return sorted(str(t) for t in parse_wheel_filename(filename)[3])

@@ -1,0 +1,243 @@
+"""`refinery`: flags -> Snakemake config -> the workflow in this repository; plus subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from . import config as cfg
+from .errors import RefineryError
+
+SUBCOMMANDS = ("run", "history")
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="refinery",
+        description="Refine a wheelhouse for any platform into wheels for the target "
+        "(default CPython 3.11 on manylinux2014_s390x). Subcommands: history.",
+    )
+    paths = p.add_argument_group("paths")
+    paths.add_argument("--input", required=True, help="folder of input wheels")
+    paths.add_argument("--output", required=True, help="folder for refined wheels and manifest")
+    paths.add_argument("--cache", required=True, help="folder for downloads, logs, history")
+    paths.add_argument("--manifest", help="manifest path (default OUTPUT/manifest.json)")
+    paths.add_argument("--history-db", help="SQLite history (default CACHE/history.db)")
+    paths.add_argument("--config", help="config file (TOML, JSON or YAML) with workflow settings")
+    tgt = p.add_argument_group("target")
+    tgt.add_argument("--python", help="target CPython version, e.g. 3.11")
+    tgt.add_argument("--platform-tag", help="target platform tag, e.g. manylinux2014_s390x, or native")
+    st = p.add_argument_group("strategy")
+    st.add_argument("--upgrade-strategy", choices=["pinned", "eager"])
+    st.add_argument("--fallback-latest", action="store_true", default=None)
+    st.add_argument("--expansion-depth", type=int, help="levels of missing dependencies to plan")
+    st.add_argument("--skip-known-failures", action="store_true", default=None)
+    st.add_argument("--no-binary", action="append", default=None, metavar="NAME",
+                    help="build NAME from source even if the index has a target wheel "
+                    "(:all: for every package); repeatable, comma-separated")
+    st.add_argument("--extra", action="append", default=None, metavar="NAME[EXTRA,...]",
+                    help="request extras of a package, e.g. 'requests[socks]'")
+    ix = p.add_argument_group("index")
+    ix.add_argument("--index-url")
+    ix.add_argument("--extra-index-url", action="append", default=None)
+    ix.add_argument("--trusted-host", action="append", default=None)
+    ex = p.add_argument_group("execution")
+    ex.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1)
+    ex.add_argument("--profile", default="default",
+                    help="Snakemake workflow profile: a name under profiles/ or a folder")
+    ex.add_argument("--dry-run", "-n", action="store_true", help="show the jobs, run nothing")
+    ex.add_argument("--no-closure-check", action="store_true")
+    ex.add_argument("--verbose", "-v", action="store_true")
+    ex.add_argument("snakemake_args", nargs="*", help="after --: passed to snakemake as is")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Defaults < --config file < flags, validated against the workflow's schema."""
+    conf = cfg.defaults()
+    if args.config:
+        conf = cfg.merge(conf, cfg.load_file(Path(args.config)))
+    flags: dict[str, Any] = {
+        "input": str(Path(args.input).resolve()),
+        "output": str(Path(args.output).resolve()),
+        "cache": str(Path(args.cache).resolve()),
+    }
+    if args.manifest:
+        flags["manifest"] = str(Path(args.manifest).resolve())
+    if args.history_db:
+        flags["history_db"] = str(Path(args.history_db).resolve())
+    target = {k: v for k, v in {"python": args.python, "platform_tag": args.platform_tag}.items() if v}
+    strategy: dict[str, Any] = {}
+    if args.upgrade_strategy:
+        strategy["upgrade"] = args.upgrade_strategy
+    if args.fallback_latest:
+        strategy["fallback_latest"] = True
+    if args.expansion_depth is not None:
+        strategy["expansion_depth"] = args.expansion_depth
+    if args.skip_known_failures:
+        strategy["skip_known_failures"] = True
+    if args.no_binary:
+        strategy["no_binary"] = [n.strip() for v in args.no_binary for n in v.split(",") if n.strip()]
+    if args.extra:
+        from packaging.requirements import Requirement
+
+        extras: dict[str, list[str]] = {}
+        for item in args.extra:
+            req = Requirement(item)
+            extras.setdefault(req.name, []).extend(sorted(req.extras))
+        strategy["extras"] = extras
+    index: dict[str, Any] = {}
+    if args.index_url:
+        index["url"] = args.index_url
+    if args.extra_index_url:
+        index["extra_urls"] = args.extra_index_url
+    if args.trusted_host:
+        index["trusted_hosts"] = args.trusted_host
+    for key, value in (("target", target), ("strategy", strategy), ("index", index)):
+        if value:
+            flags[key] = value
+    if args.no_closure_check:
+        flags["closure_check"] = False
+    conf = cfg.merge(conf, flags)
+    conf.pop("verbose", None)
+    cfg.validate(conf)
+    return conf
+
+
+def snakemake_argv(args: argparse.Namespace, config_path: Path, workdir: Path) -> list[str]:
+    wf = cfg.workflow_dir()
+    profile = Path(args.profile)
+    if not profile.is_dir():
+        profile = wf / "profiles" / args.profile
+    if not profile.is_dir():
+        raise RefineryError(f"no profile {args.profile!r} (looked in {wf / 'profiles'})")
+    argv = [
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(wf / "Snakefile"),
+        "--directory", str(workdir),
+        "--workflow-profile", str(profile),
+        "--configfile", str(config_path),
+        "--cores", str(max(1, args.jobs)),
+    ]
+    if args.dry_run:
+        argv.append("--dry-run")
+    if not args.verbose:
+        argv += ["--quiet", "progress", "rules"]
+    return argv + list(args.snakemake_args)
+
+
+def run(argv: list[str]) -> int:
+    import yaml
+
+    from . import proc
+    from .aggregate import summary_table
+    from .errors import CommandError
+    from .files import atomic_write_text, read_json
+    from .settings import Settings
+
+    args = _run_parser().parse_args(argv)
+    if not Path(args.input).is_dir():
+        raise RefineryError(f"--input {args.input} is not a folder")
+    conf = config_from_args(args)
+    if args.verbose:
+        conf["verbose"] = True
+    settings = Settings.from_config(conf)
+    workdir = settings.paths.cache / "workflow"
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings.paths.output.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "refinery-config.yaml"
+    atomic_write_text(config_path, yaml.safe_dump(conf, sort_keys=True))
+    # results are relative to the working directory, so the cache holds them
+    settings = Settings.from_config(conf, workdir)
+    env = dict(os.environ)
+    env["REFINERY_RUN_ID"] = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    env["REFINERY_SUMMARY_BY_CLI"] = "1"
+    smk = snakemake_argv(args, config_path, workdir)
+    try:
+        result = proc.run(smk, env=env, check=False, capture=False)
+        rc = result.returncode
+    except CommandError as exc:
+        raise RefineryError(f"cannot start snakemake: {exc}") from exc
+    if args.dry_run:
+        return rc
+    manifest_path = settings.paths.manifest
+    if not manifest_path.exists():
+        print(f"refinery: no manifest was written (snakemake exit {rc})", file=sys.stderr)
+        return rc or 1
+    manifest = read_json(manifest_path)
+    manifest["path"] = str(manifest_path)
+    print(summary_table(manifest))
+    return 0 if (rc == 0 and manifest.get("ok")) else 1
+
+
+def history_main(argv: list[str]) -> int:
+    from .history import History
+
+    p = argparse.ArgumentParser(prog="refinery history", description="Recent events, top "
+                                "failures and a package summary from the history database.")
+    p.add_argument("--cache", help="cache folder (history at CACHE/history.db)")
+    p.add_argument("--db", "--history-db", dest="db", help="history database path")
+    p.add_argument("--package", help="summary and events of one package")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    db = Path(args.db) if args.db else (Path(args.cache) / "history.db" if args.cache else None)
+    if db is None:
+        p.error("give --cache or --db")
+    if not db.exists():
+        raise RefineryError(f"no history database at {db}")
+    from packaging.utils import canonicalize_name
+
+    h = History(db)
+    package = canonicalize_name(args.package) if args.package else None
+    data: dict[str, Any] = {
+        "recent": h.recent(args.limit, package),
+        "top_failures": h.top_failures(args.limit),
+        "status_counts": h.status_counts(),
+    }
+    if package:
+        data["package"] = h.package_summary(package)
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+        return 0
+    print("status counts: " + ", ".join(f"{k}={v}" for k, v in sorted(data["status_counts"].items())))
+    if package:
+        s = data["package"]
+        avg = f"{s['avg_duration']:.1f} s" if s.get("avg_duration") else "-"
+        print(f"\n{package}: {s['events']} events, built {s['built'] or 0}, failed "
+              f"{s['failed'] or 0}, average build {avg}, last status {s['last_status']}")
+    print("\nrecent events:")
+    for e in data["recent"]:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["ts"]))
+        print(f"  {stamp}  {e['status']:<13} {e['package']} {e['version']}  {e['detail'][:100]}")
+    if data["top_failures"]:
+        print("\ntop failures:")
+        for f in data["top_failures"]:
+            print(f"  {f['failures']:>4}  {f['package']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "history":
+            return history_main(argv[1:])
+        if argv and argv[0] == "run":
+            argv = argv[1:]
+        return run(argv)
+    except RefineryError as exc:
+        print(f"refinery: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("refinery: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Typed errors: each names what went wrong and where to look."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RefineryError(Exception):
+    """Base class for every error the refinery reports to a user."""
+
+
+class InvalidWheelError(RefineryError):
+    """A file in the input folder is not a usable wheel."""
+
+
+class ConfigError(RefineryError):
+    """A setting or a config file is wrong."""
+
+
+class IndexAccessError(RefineryError):
+    """A package index could not be read or a download failed."""
+
+
+class UnsafeNameError(RefineryError):
+    """A name from outside (URL, index, metadata) would escape its folder."""
+
+
+class BuildError(RefineryError):
+    """A build failed; `log_path` holds the details."""
+
+    def __init__(self, message: str, log_path: Path | None = None, hints: list | None = None):
+        super().__init__(message)
+        self.log_path = log_path
+        self.hints = hints or []
+
+
+class CommandError(RefineryError):
+    """A subprocess exited non-zero or timed out."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        returncode: int | None,
+        log_path: Path | None = None,
+        timed_out: bool = False,
+        output: str = "",
+    ):
+        import shlex
+
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.log_path = log_path
+        self.timed_out = timed_out
+        self.output = output
+        what = "timed out" if timed_out else f"exited {returncode}"
+        where = f" (log: {log_path})" if log_path else ""
+        super().__init__(f"command {what}: {shlex.join(self.argv)}{where}")

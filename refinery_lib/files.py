@@ -1,0 +1,69 @@
+"""Small file helpers: atomic writes and copies, JSON records, folder confinement."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import UnsafeNameError
+
+
+def inside(folder: Path, name: str) -> Path:
+    """`folder/name`, refused if it would resolve outside `folder`."""
+    base = folder.resolve()
+    target = (base / name).resolve()
+    if target.parent != base and base not in target.parents:
+        raise UnsafeNameError(f"{name!r} escapes {folder}")
+    return target
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: Path | str, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path | str) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def atomic_copy(src: Path, dest: Path) -> Path:
+    """Copy `src` to `dest` via a temporary file, so readers never see half a wheel."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def place_wheel(src: Path, folder: Path, sha256: str | None = None) -> Path:
+    """Put a wheel in `folder` unless an identical file is already there."""
+    from .wheels import sha256_file
+
+    dest = inside(folder, src.name)
+    if dest.exists() and dest.stat().st_size == src.stat().st_size:
+        if sha256_file(dest) == (sha256 or sha256_file(src)):
+            return dest
+    return atomic_copy(src, dest)

@@ -1,0 +1,207 @@
+"""SQLite history of every event: what the panel charts and what adaptive ordering learns from."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid TEXT NOT NULL UNIQUE,
+    run_id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    package TEXT NOT NULL,
+    version TEXT NOT NULL DEFAULT '',
+    python_tag TEXT NOT NULL DEFAULT '',
+    platform_tag TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS events_package_ts ON events(package, ts);
+CREATE INDEX IF NOT EXISTS events_status_ts ON events(status, ts);
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+CREATE INDEX IF NOT EXISTS events_run ON events(run_id);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    started REAL NOT NULL,
+    finished REAL,
+    python_tag TEXT NOT NULL DEFAULT '',
+    platform_tag TEXT NOT NULL DEFAULT '',
+    summary TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
+EVENT_FIELDS = ("package", "version", "python_tag", "platform_tag", "status", "detail", "metadata")
+
+
+def new_event(
+    package: str, version: str, status: str, detail: str = "", **metadata: Any
+) -> dict[str, Any]:
+    """An event as jobs write it into their outcome files; `uid` makes recording idempotent."""
+    return {
+        "uid": uuid.uuid4().hex,
+        "ts": time.time(),
+        "package": package,
+        "version": version,
+        "status": str(status),
+        "detail": detail,
+        "metadata": metadata,
+    }
+
+
+class History:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.connect() as con:
+            con.executescript(SCHEMA)
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=60)
+        con.row_factory = sqlite3.Row
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            with con:
+                yield con
+        finally:
+            con.close()
+
+    def record(
+        self,
+        events: Iterable[dict[str, Any]],
+        run_id: str,
+        python_tag: str = "",
+        platform_tag: str = "",
+    ) -> int:
+        """Insert events not seen before (by uid); returns how many were new."""
+        rows = []
+        for ev in events:
+            rows.append(
+                (
+                    ev.get("uid") or uuid.uuid4().hex,
+                    run_id,
+                    float(ev.get("ts") or time.time()),
+                    ev["package"],
+                    ev.get("version", ""),
+                    ev.get("python_tag", python_tag),
+                    ev.get("platform_tag", platform_tag),
+                    str(ev["status"]),
+                    ev.get("detail", ""),
+                    json.dumps(ev.get("metadata", {}), sort_keys=True, default=str),
+                )
+            )
+        with self.connect() as con:
+            before = con.total_changes
+            con.executemany(
+                "INSERT OR IGNORE INTO events (uid, run_id, ts, package, version, python_tag,"
+                " platform_tag, status, detail, metadata) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            return con.total_changes - before
+
+    def start_run(self, run_id: str, python_tag: str, platform_tag: str) -> None:
+        with self.connect() as con:
+            con.execute(
+                "INSERT OR IGNORE INTO runs (run_id, started, python_tag, platform_tag)"
+                " VALUES (?,?,?,?)",
+                (run_id, time.time(), python_tag, platform_tag),
+            )
+
+    def finish_run(self, run_id: str, summary: dict[str, int]) -> None:
+        with self.connect() as con:
+            con.execute(
+                "UPDATE runs SET finished=?, summary=? WHERE run_id=?",
+                (time.time(), json.dumps(summary, sort_keys=True), run_id),
+            )
+
+    # -- queries ---------------------------------------------------------------------
+    def last_status(self, package: str, version: str | None = None) -> str | None:
+        """Last outcome status (attempt events ignored) of a package, optionally one version."""
+        sql = (
+            "SELECT status FROM events WHERE package=? AND status NOT IN ('attempt','system_recipe')"
+        )
+        args: list[Any] = [package]
+        if version:
+            sql += " AND version=?"
+            args.append(version)
+        sql += " ORDER BY ts DESC, id DESC LIMIT 1"
+        with self.connect() as con:
+            row = con.execute(sql, args).fetchone()
+        return row["status"] if row else None
+
+    def recent(self, limit: int = 20, package: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM events"
+        args: list[Any] = []
+        if package:
+            sql += " WHERE package=?"
+            args.append(package)
+        sql += " ORDER BY ts DESC, id DESC LIMIT ?"
+        args.append(limit)
+        with self.connect() as con:
+            return [_row(r) for r in con.execute(sql, args)]
+
+    def top_failures(self, limit: int = 10) -> list[dict[str, Any]]:
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT package, COUNT(*) AS failures, MAX(ts) AS last_ts FROM events"
+                " WHERE status='failed' GROUP BY package ORDER BY failures DESC, last_ts DESC"
+                " LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def top_slowest(self, limit: int = 10) -> list[dict[str, Any]]:
+        """Packages by average build duration (built/failed events), with failure counts."""
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT package, AVG(json_extract(metadata,'$.duration')) AS avg_duration,"
+                " COUNT(*) AS builds, SUM(status='failed') AS failures FROM events"
+                " WHERE status IN ('built','failed')"
+                " AND json_extract(metadata,'$.duration') IS NOT NULL"
+                " GROUP BY package ORDER BY avg_duration DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def status_counts(self, run_id: str | None = None) -> dict[str, int]:
+        sql = "SELECT status, COUNT(*) AS n FROM events"
+        args: list[Any] = []
+        if run_id:
+            sql += " WHERE run_id=?"
+            args.append(run_id)
+        sql += " GROUP BY status"
+        with self.connect() as con:
+            return {r["status"]: r["n"] for r in con.execute(sql, args)}
+
+    def package_summary(self, package: str) -> dict[str, Any]:
+        with self.connect() as con:
+            row = con.execute(
+                "SELECT COUNT(*) AS events, SUM(status='built') AS built,"
+                " SUM(status='failed') AS failed,"
+                " AVG(CASE WHEN status IN ('built','failed')"
+                "     THEN json_extract(metadata,'$.duration') END) AS avg_duration,"
+                " MAX(ts) AS last_ts FROM events WHERE package=?",
+                (package,),
+            ).fetchone()
+        summary = dict(row)
+        summary["package"] = package
+        summary["last_status"] = self.last_status(package)
+        return summary
+
+
+def _row(r: sqlite3.Row) -> dict[str, Any]:
+    d = dict(r)
+    try:
+        d["metadata"] = json.loads(d.get("metadata") or "{}")
+    except json.JSONDecodeError:
+        d["metadata"] = {}
+    return d

@@ -1,0 +1,282 @@
+"""PEP 503/691 simple-API client and a download cache that never fetches a file twice."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import ssl
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+from .errors import IndexAccessError, UnsafeNameError
+from .models import DistFile
+
+_ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.2"
+_SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")
+_TIMEOUT = 60
+
+
+def safe_filename(name: str) -> str:
+    """A file name from an index, refused if it could leave its folder."""
+    if not _SAFE_FILENAME.match(name) or name in (".", "..") or "/" in name:
+        raise UnsafeNameError(f"refusing unsafe file name {name!r}")
+    return name
+
+
+class _LinkParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[dict[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.links.append({k: (v if v is not None else "") for k, v in attrs})
+
+
+@dataclass(frozen=True)
+class Release:
+    """One file of a project with its parsed version and kind."""
+
+    version: Version
+    kind: str  # "wheel" or "sdist"
+    file: DistFile
+    tags: tuple[str, ...] = ()
+
+
+@dataclass
+class SimpleIndex:
+    """Reads project pages from an index URL plus extra index URLs (first hit of a file wins)."""
+
+    url: str = "https://pypi.org/simple"
+    extra_urls: tuple[str, ...] = ()
+    trusted_hosts: tuple[str, ...] = ()
+    _pages: dict[str, list[DistFile]] = field(default_factory=dict, repr=False)
+
+    def _context(self, url: str) -> ssl.SSLContext | None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme != "https":
+            return None
+        host = parsed.hostname or ""
+        if host in self.trusted_hosts or parsed.netloc in self.trusted_hosts:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            return ctx
+        cafile = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
+        return ssl.create_default_context(cafile=cafile if cafile and Path(cafile).exists() else None)
+
+    def _open(self, url: str, accept: str | None = None):
+        scheme = urllib.parse.urlsplit(url).scheme
+        if scheme not in ("http", "https", "file"):
+            raise IndexAccessError(f"unsupported URL scheme in {url!r}")
+        req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+        try:
+            return urllib.request.urlopen(req, timeout=_TIMEOUT, context=self._context(url))  # noqa: S310
+        except urllib.error.HTTPError:
+            raise
+        except (urllib.error.URLError, OSError) as exc:
+            raise IndexAccessError(f"cannot reach {url}: {exc}") from exc
+
+    def project_files(self, name: str) -> list[DistFile]:
+        """Every file of project `name` across the configured indexes (cached per instance)."""
+        norm = canonicalize_name(name)
+        if norm in self._pages:
+            return self._pages[norm]
+        seen: dict[str, DistFile] = {}
+        errors: list[str] = []
+        found_any = False
+        for base in (self.url, *self.extra_urls):
+            page = base.rstrip("/") + f"/{urllib.parse.quote(norm)}/"
+            if page.startswith("file:"):
+                local = Path(urllib.request.url2pathname(urllib.parse.urlsplit(page).path))
+                if (local / "index.html").exists():
+                    page += "index.html"
+            try:
+                files = self._read_page(page)
+            except urllib.error.HTTPError as exc:
+                if exc.code == 404:
+                    continue
+                errors.append(f"{page}: HTTP {exc.code}")
+                continue
+            except IndexAccessError as exc:
+                if page.startswith("file:") and "No such file" in str(exc):
+                    continue
+                errors.append(str(exc))
+                continue
+            found_any = True
+            for f in files:
+                seen.setdefault(f.filename, f)
+        if errors and not found_any:
+            raise IndexAccessError("; ".join(errors))
+        self._pages[norm] = list(seen.values())
+        return self._pages[norm]
+
+    def _read_page(self, page: str) -> list[DistFile]:
+        with self._open(page, _ACCEPT) as resp:
+            body = resp.read()
+            ctype = resp.headers.get("Content-Type", "") if hasattr(resp, "headers") else ""
+            final = resp.geturl() if hasattr(resp, "geturl") else page
+        if "json" in ctype:
+            return _parse_json_page(json.loads(body), final)
+        text = body.decode("utf-8", errors="replace")
+        if text.lstrip().startswith("{"):
+            return _parse_json_page(json.loads(text), final)
+        return _parse_html_page(text, final)
+
+    def releases(self, name: str) -> list[Release]:
+        out: list[Release] = []
+        norm = canonicalize_name(name)
+        for f in self.project_files(name):
+            try:
+                if f.filename.endswith(".whl"):
+                    wname, ver, _build, tags = parse_wheel_filename(f.filename)
+                    if wname != norm:
+                        continue
+                    out.append(Release(ver, "wheel", f, tuple(str(t) for t in tags)))
+                else:
+                    sname, ver = parse_sdist_filename(f.filename)
+                    if sname != norm:
+                        continue
+                    out.append(Release(ver, "sdist", f))
+            except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+                continue
+        return out
+
+    def read_bytes(self, url: str) -> bytes:
+        try:
+            with self._open(url) as resp:
+                return resp.read()
+        except urllib.error.HTTPError as exc:
+            raise IndexAccessError(f"cannot read {url}: HTTP {exc.code}") from exc
+
+    def download(self, dist: DistFile, folder: Path) -> Path:
+        """Download `dist` into `folder` once; the sha256 (when the index gives it) is verified."""
+        folder.mkdir(parents=True, exist_ok=True)
+        dest = folder / safe_filename(dist.filename)
+        if dest.exists() and (not dist.sha256 or _sha256(dest) == dist.sha256):
+            return dest
+        digest = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                try:
+                    resp = self._open(dist.url)
+                except urllib.error.HTTPError as exc:
+                    raise IndexAccessError(f"cannot download {dist.url}: HTTP {exc.code}") from exc
+                with resp:
+                    while chunk := resp.read(1 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+            if dist.sha256 and digest.hexdigest() != dist.sha256:
+                raise IndexAccessError(
+                    f"sha256 mismatch for {dist.filename}: index says {dist.sha256}, "
+                    f"got {digest.hexdigest()}"
+                )
+            os.replace(tmp, dest)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return dest
+
+
+def _sha256(path: Path) -> str:
+    from .wheels import sha256_file
+
+    return sha256_file(path)
+
+
+def _hash_from_fragment(url: str) -> tuple[str, str]:
+    base, _, frag = url.partition("#")
+    if frag.startswith("sha256="):
+        return base, frag[len("sha256=") :]
+    return base, ""
+
+
+def _parse_html_page(text: str, page_url: str) -> list[DistFile]:
+    parser = _LinkParser()
+    parser.feed(text)
+    out = []
+    for link in parser.links:
+        href = link.get("href")
+        if not href:
+            continue
+        absolute = urllib.parse.urljoin(page_url, href)
+        url, sha = _hash_from_fragment(absolute)
+        filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+        try:
+            safe_filename(filename)
+        except UnsafeNameError:
+            continue
+        meta = link.get("data-core-metadata") or link.get("data-dist-info-metadata") or ""
+        out.append(
+            DistFile(
+                filename=filename,
+                url=url,
+                sha256=sha,
+                requires_python=link.get("data-requires-python", ""),
+                yanked="data-yanked" in link,
+                metadata_url=url + ".metadata" if meta and meta != "false" else "",
+            )
+        )
+    return out
+
+
+def _parse_json_page(data: dict, page_url: str) -> list[DistFile]:
+    out = []
+    for f in data.get("files", []):
+        filename = f.get("filename", "")
+        try:
+            safe_filename(filename)
+        except UnsafeNameError:
+            continue
+        url = urllib.parse.urljoin(page_url, f.get("url", ""))
+        url, frag_sha = _hash_from_fragment(url)
+        meta = f.get("core-metadata", f.get("dist-info-metadata", False))
+        out.append(
+            DistFile(
+                filename=filename,
+                url=url,
+                sha256=(f.get("hashes") or {}).get("sha256", frag_sha),
+                requires_python=f.get("requires-python") or "",
+                yanked=bool(f.get("yanked", False)),
+                metadata_url=url + ".metadata" if meta else "",
+            )
+        )
+    return out
+
+
+def python_ok(requires_python: str, python: str) -> bool:
+    if not requires_python:
+        return True
+    try:
+        return SpecifierSet(requires_python).contains(f"{python}.0", prereleases=True) or (
+            SpecifierSet(requires_python).contains(python, prereleases=True)
+        )
+    except InvalidSpecifier:
+        return True
+
+
+def candidate_versions(releases: Iterable[Release], python: str) -> list[Version]:
+    """Versions with at least one non-yanked file usable by the target Python, newest first."""
+    versions = {
+        r.version for r in releases if not r.file.yanked and python_ok(r.file.requires_python, python)
+    }
+    return sorted(versions, reverse=True)

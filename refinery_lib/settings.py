@@ -1,0 +1,123 @@
+"""Settings: the validated Snakemake config turned into typed values and resolved paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from .index import SimpleIndex
+from .plan import PlanSettings
+from .targets import Target
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every folder and file the workflow touches, in one place."""
+
+    input: Path
+    output: Path
+    cache: Path
+    results: Path
+    manifest: Path
+    history_db: Path
+
+    @property
+    def downloads(self) -> Path:
+        return self.cache / "downloads"
+
+    @property
+    def wheels(self) -> Path:
+        return self.cache / "wheels"
+
+    @property
+    def logs(self) -> Path:
+        return self.cache / "logs"
+
+    @property
+    def builds(self) -> Path:
+        return self.cache / "build"
+
+    @property
+    def failures(self) -> Path:
+        return self.results / "failures"
+
+    @property
+    def simple_index(self) -> Path:
+        return self.output / "simple"
+
+
+@dataclass(frozen=True)
+class Settings:
+    paths: Paths
+    target: Target
+    plan: PlanSettings
+    index_url: str
+    extra_index_urls: tuple[str, ...]
+    trusted_hosts: tuple[str, ...]
+    builder_kind: str = "local"
+    variant: str = "isolated"
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    closure_check: bool = True
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], base: Path | None = None) -> Settings:
+        base = Path(base or Path.cwd())
+
+        def resolve(value: str) -> Path:
+            p = Path(value).expanduser()
+            return p if p.is_absolute() else (base / p)
+
+        cache = resolve(config.get("cache", "cache"))
+        output = resolve(config.get("output", "output"))
+        paths = Paths(
+            input=resolve(config.get("input", "input")),
+            output=output,
+            cache=cache,
+            results=resolve(config.get("results", "results")),
+            manifest=resolve(config["manifest"]) if config.get("manifest") else output / "manifest.json",
+            history_db=resolve(config["history_db"]) if config.get("history_db") else cache / "history.db",
+        )
+        tgt = config.get("target", {})
+        strat = config.get("strategy", {})
+        idx = config.get("index", {})
+        builder = config.get("builder", {})
+        overrides = {canonicalize_name(k): v for k, v in (config.get("overrides") or {}).items()}
+        no_binary = tuple(
+            n if n == ":all:" else canonicalize_name(n) for n in strat.get("no_binary", [])
+        )
+        plan = PlanSettings(
+            upgrade_strategy=strat.get("upgrade", "pinned"),
+            fallback_latest=bool(strat.get("fallback_latest", False)),
+            expansion_depth=int(strat.get("expansion_depth", 2)),
+            no_binary=no_binary,
+            extras={canonicalize_name(k): tuple(v) for k, v in (strat.get("extras") or {}).items()},
+            pins={k: str(v["version"]) for k, v in overrides.items() if v.get("version")},
+            skip_known_failures=bool(strat.get("skip_known_failures", False)),
+        )
+        return cls(
+            paths=paths,
+            target=Target(str(tgt.get("python", "3.11")), tgt.get("platform_tag", "manylinux2014_s390x")),
+            plan=plan,
+            index_url=idx.get("url", "https://pypi.org/simple"),
+            extra_index_urls=tuple(idx.get("extra_urls", [])),
+            trusted_hosts=tuple(idx.get("trusted_hosts", [])),
+            builder_kind=builder.get("kind", "local"),
+            variant=builder.get("variant", "isolated"),
+            overrides=overrides,
+            closure_check=bool(config.get("closure_check", True)),
+        )
+
+    def index(self) -> SimpleIndex:
+        return SimpleIndex(self.index_url, self.extra_index_urls, self.trusted_hosts)
+
+    def pip_index_env(self) -> dict[str, str]:
+        """PIP_* variables so pip inside builds sees the same indexes (and nothing else)."""
+        env = {"PIP_INDEX_URL": self.index_url, "PIP_FIND_LINKS": str(self.paths.wheels)}
+        if self.extra_index_urls:
+            env["PIP_EXTRA_INDEX_URL"] = " ".join(self.extra_index_urls)
+        if self.trusted_hosts:
+            env["PIP_TRUSTED_HOST"] = " ".join(self.trusted_hosts)
+        return env

@@ -1,0 +1,114 @@
+"""One function per workflow step; the `scripts/` adapters call exactly one of these."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .build import build_package, sdist_for
+from .collect import fetch_wheels, reuse_wheels
+from .errors import BuildError, RefineryError
+from .files import read_json, write_json
+from .history import History, new_event
+from .models import Action, Outcome, PlanNode, Status, WheelRecord
+from .plan import Planner
+from .settings import Settings
+from .wheels import sha256_file
+
+log = logging.getLogger(__name__)
+
+
+def plan_workflow(settings: Settings, inventory_path: Path, plan_path: Path) -> list[PlanNode]:
+    inventory = read_json(inventory_path)
+    records = [WheelRecord.from_json(w) for w in inventory["wheels"]]
+    last_status = None
+    if settings.plan.skip_known_failures and settings.paths.history_db.exists():
+        history = History(settings.paths.history_db)
+        last_status = history.last_status
+    planner = Planner(settings.target, settings.plan, settings.index(), settings.paths.downloads,
+                      last_status)
+    nodes = planner.plan(records)
+    invalid = [
+        {"file": r.file, "path": r.path, "reason": r.reason} for r in records if not r.valid
+    ]
+    events = [
+        new_event(r.file, "", Status.INVALID, r.reason, file=r.file) for r in records if not r.valid
+    ]
+    for n in nodes:
+        if n.action in (Action.MISSING, Action.SKIP):
+            status = Status.MISSING if n.action is Action.MISSING else Status.SKIPPED
+            events.append(new_event(n.name, n.version, status, n.detail,
+                                    requirement=n.requirement, needed_by=list(n.needed_by)))
+    counts: dict[str, int] = {}
+    for n in nodes:
+        counts[str(n.action)] = counts.get(str(n.action), 0) + 1
+    log.info("plan: %s; %d invalid input file(s)", counts, len(invalid))
+    for item in invalid:
+        log.warning("invalid input %s: %s", item["file"], item["reason"])
+    write_json(plan_path, {
+        "target": {"python": settings.target.python, "platform_tag": settings.target.platform_tag},
+        "nodes": [n.to_json() for n in nodes],
+        "invalid": invalid,
+        "events": events,
+    })
+    return nodes
+
+
+def _plan_nodes(plan_path: Path, action: Action) -> list[PlanNode]:
+    return [
+        n for n in (PlanNode.from_json(d) for d in read_json(plan_path)["nodes"]) if n.action is action
+    ]
+
+
+def run_reuse(settings: Settings, inventory_path: Path, plan_path: Path, record: Path) -> None:
+    inventory = {w["file"]: w for w in read_json(inventory_path)["wheels"]}
+    outcomes = reuse_wheels(_plan_nodes(plan_path, Action.REUSE), inventory, settings)
+    write_json(record, [o.to_json() for o in outcomes])
+    log.info("reused %d wheel(s)", len(outcomes))
+
+
+def run_fetch(settings: Settings, plan_path: Path, record: Path) -> None:
+    outcomes = fetch_wheels(_plan_nodes(plan_path, Action.FETCH), settings)
+    failed = [o for o in outcomes if o.status is Status.FAILED]
+    for o in failed:
+        write_json(settings.paths.failures / f"fetch-{o.name}-{o.version}.json", o.to_json())
+    if failed:
+        # the batch fails so the next run retries it; fetched files stay cached
+        raise RefineryError(f"{len(failed)} fetch(es) failed: " + "; ".join(o.detail for o in failed))
+    write_json(record, [o.to_json() for o in outcomes])
+    log.info("fetched %d wheel(s)", len(outcomes))
+
+
+def _node(settings: Settings, key: str) -> PlanNode:
+    for d in read_json(settings.paths.results / "plan" / "plan.json")["nodes"]:
+        if d["key"] == key:
+            return PlanNode.from_json(d)
+    raise RefineryError(f"{key} is not in the plan")
+
+
+def run_fetch_sdist(settings: Settings, key: str, record: Path) -> None:
+    node = _node(settings, key)
+    path = sdist_for(node, settings)
+    write_json(record, {"name": node.name, "version": node.version, "path": str(path),
+                        "sha256": sha256_file(path), "url": (node.source or {}).get("url", "")})
+
+
+def run_build(settings: Settings, key: str, sdist_record: Path, outcome_path: Path) -> None:
+    node = _node(settings, key)
+    failure = settings.paths.failures / f"{key}.json"
+    failure.unlink(missing_ok=True)
+    sdist = Path(read_json(sdist_record)["path"])
+    try:
+        outcome = build_package(node, sdist, settings)
+    except BuildError as exc:
+        events = getattr(exc, "events", None) or [
+            new_event(node.name, node.version, Status.FAILED, str(exc))
+        ]
+        meta = getattr(exc, "metadata", {}) or {}
+        fail = Outcome(node.name, node.version, Status.FAILED, detail=str(exc),
+                       metadata={**meta, "log_path": str(exc.log_path or "")}, events=events)
+        write_json(failure, fail.to_json())
+        log.error("%s", exc)
+        raise
+    write_json(outcome_path, outcome.to_json())
+    log.info("%s: %s", outcome.status, outcome.detail)

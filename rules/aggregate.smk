@@ -1,0 +1,16 @@
+rule aggregate:
+    """manifest.json, history events, a PEP 503 index of the output and the closure check."""
+    input:
+        plan=rules.plan.output.plan,
+        records=aggregate_inputs,
+    output:
+        manifest=MANIFEST,
+        # written only here, never by the onerror handler: a manifest written after a failed
+        # job leaves this missing, so the next run retries the failed targets
+        complete=f"{RESULTS}/aggregate/complete.json",
+    log:
+        f"{RESULTS}/logs/aggregate.log",
+    conda:
+        "../envs/refinery.yaml"
+    script:
+        "../scripts/aggregate.py"

@@ -1,0 +1,60 @@
+rule reuse_wheels:
+    """Every reusable input wheel copied as is, in one batched job."""
+    input:
+        inventory=rules.scan.output.inventory,
+        plan=rules.plan.output.plan,
+    output:
+        record=f"{RESULTS}/reuse/reused.json",
+    log:
+        f"{RESULTS}/logs/reuse_wheels.log",
+    conda:
+        "../envs/refinery.yaml"
+    script:
+        "../scripts/reuse_wheels.py"
+
+
+rule fetch_wheels:
+    """Compatible target wheels downloaded from the index (cached, sha256-verified), batched."""
+    input:
+        plan=rules.plan.output.plan,
+    output:
+        record=f"{RESULTS}/fetch/fetched.json",
+    log:
+        f"{RESULTS}/logs/fetch_wheels.log",
+    conda:
+        "../envs/refinery.yaml"
+    script:
+        "../scripts/fetch_wheels.py"
+
+
+rule fetch_sdist:
+    """The sdist of one package to build, downloaded once into the cache."""
+    output:
+        record=f"{RESULTS}/sdists/{{key}}.json",
+    params:
+        source=sdist_params,
+    log:
+        f"{RESULTS}/logs/fetch_sdist/{{key}}.log",
+    conda:
+        "../envs/refinery.yaml"
+    script:
+        "../scripts/fetch_sdist.py"
+
+
+rule build_wheel:
+    """One package built from its sdist and repaired to the target platform."""
+    input:
+        sdist=rules.fetch_sdist.output.record,
+        deps=build_dependencies,
+    output:
+        outcome=f"{RESULTS}/outcomes/{{key}}.json",
+    params:
+        build=node_build_params,
+    log:
+        f"{RESULTS}/logs/build_wheel/{{key}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/build_wheel/{{key}}.tsv"
+    conda:
+        "../envs/build.yaml"
+    script:
+        "../scripts/build_wheel.py"

@@ -1,0 +1,17 @@
+checkpoint plan:
+    """reuse / fetch / build / missing / skip for every name==version, dependencies expanded."""
+    input:
+        inventory=rules.scan.output.inventory,
+    output:
+        plan=f"{RESULTS}/plan/plan.json",
+    params:
+        target=config["target"],
+        strategy=config["strategy"],
+        index=config["index"],
+        overrides=config["overrides"],
+    log:
+        f"{RESULTS}/logs/plan.log",
+    conda:
+        "../envs/refinery.yaml"
+    script:
+        "../scripts/plan.py"

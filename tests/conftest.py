@@ -1,0 +1,90 @@
+"""Shared fixtures: a real PEP 503 index of tiny C projects served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.projects import build_sdist, make_wheel, write_project, write_simple_index
+
+REPO = Path(__file__).resolve().parent.parent
+TOOLS_CACHE = REPO / "tests" / ".cache"
+
+# (name, version, kwargs) of every sdist on the test index
+PROJECTS = [
+    ("cfast", "1.0", {}),
+    ("cfast", "1.1", {"bias": 0}),
+    ("cdep", "0.5", {"requires": ("cfast>=1.0",)}),
+    ("purehelper", "2.0", {"c_ext": False}),
+    ("broken", "0.1", {"broken": True}),
+]
+
+
+def build_tools_wheels() -> list[Path]:
+    """setuptools as a wheel, so isolated builds find their backend on the local index."""
+    TOOLS_CACHE.mkdir(parents=True, exist_ok=True)
+    found = sorted(TOOLS_CACHE.glob("setuptools-*.whl"))
+    if not found:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+             "--dest", str(TOOLS_CACHE), "setuptools>=70.1"],
+            check=True, capture_output=True,
+        )
+        found = sorted(TOOLS_CACHE.glob("setuptools-*.whl"))
+    return found[-1:]
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # noqa: D401 - keep test output clean
+        pass
+
+
+@pytest.fixture(scope="session")
+def index_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("index")
+    files = root / "files"
+    projects = root / "projects"
+    for name, version, kwargs in PROJECTS:
+        build_sdist(write_project(projects, name, version, **kwargs), files)
+    make_wheel(files, "purehelper", "2.0", "py3-none-any")
+    for wheel in build_tools_wheels():
+        shutil.copy(wheel, files)
+    write_simple_index(files, root / "simple")
+    return root
+
+
+@pytest.fixture(scope="session")
+def index_url(index_root) -> str:
+    handler = functools.partial(_QuietHandler, directory=str(index_root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/simple"
+    server.shutdown()
+
+
+@pytest.fixture
+def isolated_pip_env(monkeypatch):
+    """Only the test's own index: no machine-wide pip config or find-links."""
+    for key in list(os.environ):
+        if key.startswith("PIP_") and key != "PIP_CERT":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+    return dict(os.environ)
+
+
+def run_refinery(args: list[str], env: dict | None = None, cwd: Path | None = None):
+    """`refinery` as a user runs it: a separate process."""
+    return subprocess.run(
+        [sys.executable, "-m", "refinery_lib.cli", *args],
+        capture_output=True, text=True, env=env, cwd=cwd, timeout=1200,
+    )
