@@ -228,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] == "history":
             return history_main(argv[1:])
+        if argv and argv[0] in ("serve", "queue", "worker"):
+            # the panel, its retry queue and the worker live in their own module
+            from . import panel_cli
+
+            return panel_cli.main(argv[0], argv[1:])
         if argv and argv[0] == "run":
             argv = argv[1:]
         return run(argv)

@@ -1,0 +1,1 @@
+"""The refinery's web panel (FastAPI + Jinja2 + plotly)."""
