@@ -41,14 +41,19 @@ def collect(settings: Settings) -> tuple[dict, list[Outcome], list[dict]]:
     plan = read_json(res / "plan" / "plan.json")
     nodes = [PlanNode.from_json(n) for n in plan["nodes"]]
     found: dict[str, Outcome] = {}
-    for o in load_outcomes(res / "reuse" / "reused.json") + load_outcomes(res / "fetch" / "fetched.json"):
+    for o in load_outcomes(res / "reuse" / "reused.json") + load_outcomes(
+        res / "fetch" / "fetched.json"
+    ):
         found[_okey(o.name, o.version)] = o
     for n in nodes:
         if n.action is Action.BUILD:
             for o in load_outcomes(res / "outcomes" / f"{n.key}.json"):
+                _add_benchmark(o, res / "benchmarks" / "build_wheel" / f"{n.key}.tsv")
                 found[_okey(o.name, o.version)] = o
     # failure records survive outside declared outputs; an outcome of the same node wins
-    for path in sorted(settings.paths.failures.glob("*.json")) if settings.paths.failures.exists() else []:
+    for path in (
+        sorted(settings.paths.failures.glob("*.json")) if settings.paths.failures.exists() else []
+    ):
         for o in load_outcomes(path):
             found.setdefault(_okey(o.name, o.version), o)
     outcomes: list[Outcome] = []
@@ -66,10 +71,30 @@ def collect(settings: Settings) -> tuple[dict, list[Outcome], list[dict]]:
         outcomes.append(o)
     for inv in plan.get("invalid", []):
         outcomes.append(
-            Outcome(name=inv["file"], version="", status=Status.INVALID, path=inv["path"],
-                    detail=inv["reason"], metadata={"file": inv["file"]})
+            Outcome(
+                name=inv["file"],
+                version="",
+                status=Status.INVALID,
+                path=inv["path"],
+                detail=inv["reason"],
+                metadata={"file": inv["file"]},
+            )
         )
     return plan, outcomes, plan.get("events", [])
+
+
+def _add_benchmark(outcome: Outcome, tsv: Path) -> None:
+    """Peak memory of the build job (Snakemake's benchmark), for resources and the panel."""
+    try:
+        header, values = tsv.read_text().splitlines()[:2]
+        row = dict(zip(header.split("\t"), values.split("\t"), strict=False))
+        rss = round(float(row["max_rss"]), 1)
+    except (OSError, ValueError, KeyError):
+        return
+    outcome.metadata["max_rss_mb"] = rss
+    for event in outcome.events:
+        if event.get("status") in (Status.BUILT, Status.CACHED):
+            event.setdefault("metadata", {})["max_rss_mb"] = rss
 
 
 def _okey(name: str, version: str) -> str:
@@ -78,20 +103,29 @@ def _okey(name: str, version: str) -> str:
 
 def _from_plan(n: PlanNode, found: dict[str, Outcome], nodes: list[PlanNode]) -> Outcome:
     if n.action is Action.MISSING:
-        return Outcome(n.name, n.version, Status.MISSING, detail=n.detail,
-                       metadata={"requirement": n.requirement})
+        return Outcome(
+            n.name,
+            n.version,
+            Status.MISSING,
+            detail=n.detail,
+            metadata={"requirement": n.requirement},
+        )
     if n.action is Action.SKIP:
         return Outcome(n.name, n.version, Status.SKIPPED, detail=n.detail)
     by_key = {m.key: m for m in nodes}
     failed_deps = [
-        k for k in n.build_deps
+        k
+        for k in n.build_deps
         if (d := by_key.get(k)) is not None
-        and (o := found.get(_okey(d.name, d.version))) is not None and o.status is Status.FAILED
+        and (o := found.get(_okey(d.name, d.version))) is not None
+        and o.status is Status.FAILED
     ]
     if failed_deps:
         detail = f"not built: its dependency {', '.join(failed_deps)} failed"
     else:
-        detail = "not built: the job did not run to completion (interrupted, or an upstream step failed)"
+        detail = (
+            "not built: the job did not run to completion (interrupted, or an upstream step failed)"
+        )
     return Outcome(n.name, n.version, Status.FAILED, detail=detail)
 
 
@@ -105,26 +139,29 @@ def write_simple_index(output: Path, entries: list[Outcome]) -> None:
     links = []
     for project in sorted(by_project):
         anchors = "\n".join(
-            f'<a href="../../{html.escape(e.wheel)}#sha256={e.sha256}">{html.escape(e.wheel)}</a><br>'
+            f'<a href="../../{html.escape(e.wheel)}#sha256={e.sha256}">'
+            f"{html.escape(e.wheel)}</a><br>"
             for e in sorted(by_project[project], key=lambda e: e.wheel)
         )
         atomic_write_text(
             root / project / "index.html",
-            f"<!DOCTYPE html>\n<html><head><meta name=\"pypi:repository-version\" content=\"1.0\">"
+            f'<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="1.0">'
             f"<title>Links for {project}</title></head>\n<body><h1>Links for {project}</h1>\n"
             f"{anchors}\n</body></html>\n",
         )
         links.append(f'<a href="{project}/">{project}</a><br>')
     atomic_write_text(
         root / "index.html",
-        "<!DOCTYPE html>\n<html><head><meta name=\"pypi:repository-version\" content=\"1.0\">"
+        '<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="1.0">'
         "<title>Simple index</title></head>\n<body>\n" + "\n".join(links) + "\n</body></html>\n",
     )
 
 
 def closure_check(settings: Settings, entries: list[Outcome]) -> dict[str, Any]:
     """pip resolves every landed package for the target, offline, against the output only."""
-    reqs = sorted({f"{canonicalize_name(e.name)}=={e.version}" for e in entries if e.status in LANDED})
+    reqs = sorted(
+        {f"{canonicalize_name(e.name)}=={e.version}" for e in entries if e.status in LANDED}
+    )
     if not reqs:
         return {"ok": True, "checked": 0, "detail": "nothing to check"}
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
@@ -132,10 +169,22 @@ def closure_check(settings: Settings, entries: list[Outcome]) -> dict[str, Any]:
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     with tempfile.TemporaryDirectory(prefix="refinery-closure-") as tmp:
         argv = [
-            sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
-            "--target", str(Path(tmp) / "t"), "--no-index", "--find-links",
-            str(settings.paths.output), "--only-binary", ":all:", "--quiet",
-            *settings.target.pip_target_args(), *reqs,
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--target",
+            str(Path(tmp) / "t"),
+            "--no-index",
+            "--find-links",
+            str(settings.paths.output),
+            "--only-binary",
+            ":all:",
+            "--quiet",
+            *settings.target.pip_target_args(),
+            *reqs,
         ]
         try:
             proc.run(argv, env=env)
@@ -143,8 +192,11 @@ def closure_check(settings: Settings, entries: list[Outcome]) -> dict[str, Any]:
             lines = [ln for ln in exc.output.splitlines() if ln.strip()]
             detail = " ".join(lines[-4:])[:1000] or str(exc)
             return {"ok": False, "checked": len(reqs), "detail": detail}
-    return {"ok": True, "checked": len(reqs),
-            "detail": f"pip resolves all {len(reqs)} packages offline for the target"}
+    return {
+        "ok": True,
+        "checked": len(reqs),
+        "detail": f"pip resolves all {len(reqs)} packages offline for the target",
+    }
 
 
 def aggregate(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
@@ -160,8 +212,12 @@ def aggregate(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
         "schema": 1,
         "run_id": run_id,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "target": {"python": target.python, "python_tag": target.python_tag,
-                   "platform_tag": target.platform_tag, "platforms": list(target.platforms[:8])},
+        "target": {
+            "python": target.python,
+            "python_tag": target.python_tag,
+            "platform_tag": target.platform_tag,
+            "platforms": list(target.platforms[:8]),
+        },
         "summary": dict(sorted(counts.items())),
         "ok": not any(e.status in BAD_STATUSES for e in entries) and closure.get("ok") is not False,
         "closure": closure,
@@ -177,9 +233,16 @@ def aggregate(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
         events.extend(e.events)
         if e.status in (Status.FAILED,) and not e.events:
             # derived failures (never ran) are recorded once per run
-            events.append({"uid": f"{run_id}:{e.name}:{e.version}:failed", "package": e.name,
-                           "version": e.version, "status": "failed", "detail": e.detail,
-                           "metadata": e.metadata})
+            events.append(
+                {
+                    "uid": f"{run_id}:{e.name}:{e.version}:failed",
+                    "package": e.name,
+                    "version": e.version,
+                    "status": "failed",
+                    "detail": e.detail,
+                    "metadata": e.metadata,
+                }
+            )
     new = history.record(events, run_id, target.python_tag, target.platform_tag)
     history.finish_run(run_id, dict(counts))
     manifest["history_events_recorded"] = new
@@ -200,11 +263,15 @@ def summary_table(manifest: dict[str, Any]) -> str:
         lines.append("")
         lines.append(f"{'package':<30} {'version':<12} {'status':<8} detail")
         for e in bad:
-            lines.append(f"{e['name'][:30]:<30} {e['version'][:12]:<12} {e['status']:<8} {e['detail'][:160]}")
+            lines.append(
+                f"{e['name'][:30]:<30} {e['version'][:12]:<12} {e['status']:<8} {e['detail'][:160]}"
+            )
     closure = manifest.get("closure", {})
     if closure.get("ok") is not None:
         lines.append("")
-        lines.append(f"closure check: {'ok' if closure['ok'] else 'FAILED'}: {closure.get('detail', '')}")
+        lines.append(
+            f"closure check: {'ok' if closure['ok'] else 'FAILED'}: {closure.get('detail', '')}"
+        )
     lines.append(f"manifest: {manifest.get('path', '')}")
     return "\n".join(lines)
 

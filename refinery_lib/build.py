@@ -78,8 +78,13 @@ def build_package(node: PlanNode, sdist: Path, settings: Settings) -> Outcome:
     sdist_sha = sha256_file(sdist)
     key = build_key(node, settings, sdist_sha)
     record_path = inside(paths.wheels / ".records", f"{node.key}-{key}.json")
-    base_meta = {"sdist": sdist.name, "sdist_sha256": sdist_sha, "build_key": key,
-                 "needed_by": list(node.needed_by), "fallback_from": node.fallback_from}
+    base_meta = {
+        "sdist": sdist.name,
+        "sdist_sha256": sdist_sha,
+        "build_key": key,
+        "needed_by": list(node.needed_by),
+        "fallback_from": node.fallback_from,
+    }
     if record_path.exists():
         rec = read_json(record_path)
         cached_wheel = paths.wheels / rec["wheel"]
@@ -88,8 +93,14 @@ def build_package(node: PlanNode, sdist: Path, settings: Settings) -> Outcome:
             meta = {**rec.get("metadata", {}), **base_meta, "cached_from": rec.get("built_at")}
             detail = f"wheel built earlier from the same sdist and settings: {dest.name}"
             return Outcome(
-                node.name, node.version, Status.CACHED, path=str(dest), detail=detail,
-                sha256=rec["sha256"], wheel=dest.name, metadata=meta,
+                node.name,
+                node.version,
+                Status.CACHED,
+                path=str(dest),
+                detail=detail,
+                sha256=rec["sha256"],
+                wheel=dest.name,
+                metadata=meta,
                 events=[new_event(node.name, node.version, Status.CACHED, detail, **meta)],
             )
 
@@ -111,8 +122,13 @@ def build_package(node: PlanNode, sdist: Path, settings: Settings) -> Outcome:
     argv.append(str(sdist))
     started = time.time()
     events: list[dict] = []
-    meta = {**base_meta, "variant": variant, "attempt": attempt, "log_path": str(log_path),
-            "builder": "local"}
+    meta = {
+        **base_meta,
+        "variant": variant,
+        "attempt": attempt,
+        "log_path": str(log_path),
+        "builder": "local",
+    }
     try:
         result = proc.run(argv, log_path=log_path, env=env, cwd=work)
         wheel = _single_wheel(dist_dir)
@@ -122,7 +138,9 @@ def build_package(node: PlanNode, sdist: Path, settings: Settings) -> Outcome:
         timed_out = isinstance(exc, CommandError) and exc.timed_out
         code = exc.returncode if isinstance(exc, CommandError) else None
         reason = _last_error(log_path) or str(exc)
-        detail = f"build of {sdist.name} failed ({'timeout' if timed_out else f'exit {code}'}): {reason}"
+        detail = (
+            f"build of {sdist.name} failed ({'timeout' if timed_out else f'exit {code}'}): {reason}"
+        )
         meta.update(duration=round(duration, 3), exit_code=code, timed_out=timed_out)
         events.append(new_event(node.name, node.version, Status.ATTEMPT, detail, **meta))
         events.append(new_event(node.name, node.version, Status.FAILED, detail, **meta))
@@ -136,14 +154,25 @@ def build_package(node: PlanNode, sdist: Path, settings: Settings) -> Outcome:
     dest = place_wheel(wheel, paths.output, sha)
     tags = sorted(str(t) for t in parse_wheel_filename(wheel.name)[3])
     meta.update(duration=round(duration, 3), exit_code=result.returncode, tags=tags)
-    write_json(record_path, {"wheel": cached.name, "sha256": sha, "metadata": meta,
-                             "built_at": time.time()})
+    write_json(
+        record_path,
+        {"wheel": cached.name, "sha256": sha, "metadata": meta, "built_at": time.time()},
+    )
     shutil.rmtree(work, ignore_errors=True)
     detail = f"built {dest.name} from {sdist.name} in {duration:.1f} s"
     events.append(new_event(node.name, node.version, Status.ATTEMPT, "succeeded", **meta))
     events.append(new_event(node.name, node.version, Status.BUILT, detail, **meta))
-    return Outcome(node.name, node.version, Status.BUILT, path=str(dest), detail=detail,
-                   sha256=sha, wheel=dest.name, metadata=meta, events=events)
+    return Outcome(
+        node.name,
+        node.version,
+        Status.BUILT,
+        path=str(dest),
+        detail=detail,
+        sha256=sha,
+        wheel=dest.name,
+        metadata=meta,
+        events=events,
+    )
 
 
 def _build_env(node: PlanNode, settings: Settings) -> dict[str, str]:
@@ -172,9 +201,19 @@ def _repair(wheel: Path, settings: Settings, work: Path, log_path: Path, env: di
         out = work / "repaired"
         out.mkdir(exist_ok=True)
         proc.run(
-            [sys.executable, "-m", "auditwheel", "repair", "--plat", target.platform_tag,
-             "-w", str(out), str(wheel)],
-            log_path=log_path, env=env,
+            [
+                sys.executable,
+                "-m",
+                "auditwheel",
+                "repair",
+                "--plat",
+                target.platform_tag,
+                "-w",
+                str(out),
+                str(wheel),
+            ],
+            log_path=log_path,
+            env=env,
         )
         wheel = _single_wheel(out)
         tags = [str(t) for t in parse_wheel_filename(wheel.name)[3]]

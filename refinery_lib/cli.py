@@ -13,8 +13,9 @@ from typing import Any
 
 from . import config as cfg
 from .errors import RefineryError
+from .settings import Settings
 
-SUBCOMMANDS = ("run", "history")
+RESULTS = "results"
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -32,26 +33,48 @@ def _run_parser() -> argparse.ArgumentParser:
     paths.add_argument("--config", help="config file (TOML, JSON or YAML) with workflow settings")
     tgt = p.add_argument_group("target")
     tgt.add_argument("--python", help="target CPython version, e.g. 3.11")
-    tgt.add_argument("--platform-tag", help="target platform tag, e.g. manylinux2014_s390x, or native")
+    tgt.add_argument(
+        "--platform-tag", help="target platform tag, e.g. manylinux2014_s390x, or native"
+    )
     st = p.add_argument_group("strategy")
     st.add_argument("--upgrade-strategy", choices=["pinned", "eager"])
     st.add_argument("--fallback-latest", action="store_true", default=None)
     st.add_argument("--expansion-depth", type=int, help="levels of missing dependencies to plan")
     st.add_argument("--skip-known-failures", action="store_true", default=None)
-    st.add_argument("--no-binary", action="append", default=None, metavar="NAME",
-                    help="build NAME from source even if the index has a target wheel "
-                    "(:all: for every package); repeatable, comma-separated")
-    st.add_argument("--extra", action="append", default=None, metavar="NAME[EXTRA,...]",
-                    help="request extras of a package, e.g. 'requests[socks]'")
+    st.add_argument(
+        "--no-binary",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="build NAME from source even if the index has a target wheel "
+        "(:all: for every package); repeatable, comma-separated",
+    )
+    st.add_argument(
+        "--extra",
+        action="append",
+        default=None,
+        metavar="NAME[EXTRA,...]",
+        help="request extras of a package, e.g. 'requests[socks]'",
+    )
     ix = p.add_argument_group("index")
     ix.add_argument("--index-url")
     ix.add_argument("--extra-index-url", action="append", default=None)
     ix.add_argument("--trusted-host", action="append", default=None)
     ex = p.add_argument_group("execution")
     ex.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1)
-    ex.add_argument("--profile", default="default",
-                    help="Snakemake workflow profile: a name under profiles/ or a folder")
+    ex.add_argument(
+        "--profile",
+        default="default",
+        help="Snakemake workflow profile: a name under profiles/ or a folder",
+    )
     ex.add_argument("--dry-run", "-n", action="store_true", help="show the jobs, run nothing")
+    ex.add_argument(
+        "--rebuild",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="rebuild NAME even if its wheel is up to date (repeatable)",
+    )
     ex.add_argument("--no-closure-check", action="store_true")
     ex.add_argument("--verbose", "-v", action="store_true")
     ex.add_argument("snakemake_args", nargs="*", help="after --: passed to snakemake as is")
@@ -72,7 +95,9 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         flags["manifest"] = str(Path(args.manifest).resolve())
     if args.history_db:
         flags["history_db"] = str(Path(args.history_db).resolve())
-    target = {k: v for k, v in {"python": args.python, "platform_tag": args.platform_tag}.items() if v}
+    target = {
+        k: v for k, v in {"python": args.python, "platform_tag": args.platform_tag}.items() if v
+    }
     strategy: dict[str, Any] = {}
     if args.upgrade_strategy:
         strategy["upgrade"] = args.upgrade_strategy
@@ -83,7 +108,9 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.skip_known_failures:
         strategy["skip_known_failures"] = True
     if args.no_binary:
-        strategy["no_binary"] = [n.strip() for v in args.no_binary for n in v.split(",") if n.strip()]
+        strategy["no_binary"] = [
+            n.strip() for v in args.no_binary for n in v.split(",") if n.strip()
+        ]
     if args.extra:
         from packaging.requirements import Requirement
 
@@ -110,7 +137,9 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return conf
 
 
-def snakemake_argv(args: argparse.Namespace, config_path: Path, workdir: Path) -> list[str]:
+def snakemake_argv(
+    args: argparse.Namespace, config_path: Path, workdir: Path, settings: Settings
+) -> list[str]:
     wf = cfg.workflow_dir()
     profile = Path(args.profile)
     if not profile.is_dir():
@@ -118,18 +147,50 @@ def snakemake_argv(args: argparse.Namespace, config_path: Path, workdir: Path) -
     if not profile.is_dir():
         raise RefineryError(f"no profile {args.profile!r} (looked in {wf / 'profiles'})")
     argv = [
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(wf / "Snakefile"),
-        "--directory", str(workdir),
-        "--workflow-profile", str(profile),
-        "--configfile", str(config_path),
-        "--cores", str(max(1, args.jobs)),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(wf / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--workflow-profile",
+        str(profile),
+        "--configfile",
+        str(config_path),
+        "--cores",
+        str(max(1, args.jobs)),
     ]
     if args.dry_run:
         argv.append("--dry-run")
     if not args.verbose:
         argv += ["--quiet", "progress", "rules"]
-    return argv + list(args.snakemake_args)
+    argv += list(args.snakemake_args)
+    forced = forced_targets(settings, args.rebuild or [])
+    if forced:
+        argv += ["--forcerun", *forced]
+    return argv
+
+
+def forced_targets(settings: Settings, names: list[str]) -> list[str]:
+    """Build targets of `names` in the current plan; their cached wheels are forgotten."""
+    from packaging.utils import canonicalize_name
+
+    from .files import read_json
+
+    wanted = {canonicalize_name(n) for n in names}
+    plan = settings.paths.results / "plan" / "plan.json"
+    if not wanted or not plan.exists():
+        return []
+    targets = []
+    for node in read_json(plan)["nodes"]:
+        if node["name"] in wanted and node["action"] == "build":
+            # relative to the working directory, as the rule's output pattern is
+            targets.append(f"{RESULTS}/outcomes/{node['key']}.json")
+            records = settings.paths.wheels / ".records"
+            for rec in records.glob(f"{node['key']}-*.json") if records.is_dir() else []:
+                rec.unlink()
+    return targets
 
 
 def run(argv: list[str]) -> int:
@@ -139,7 +200,6 @@ def run(argv: list[str]) -> int:
     from .aggregate import summary_table
     from .errors import CommandError
     from .files import atomic_write_text, read_json
-    from .settings import Settings
 
     args = _run_parser().parse_args(argv)
     if not Path(args.input).is_dir():
@@ -148,6 +208,8 @@ def run(argv: list[str]) -> int:
     if args.verbose:
         conf["verbose"] = True
     settings = Settings.from_config(conf)
+    # refinery keeps the per-step records in CACHE/workflow/results
+    conf["results"] = RESULTS
     workdir = settings.paths.cache / "workflow"
     workdir.mkdir(parents=True, exist_ok=True)
     settings.paths.output.mkdir(parents=True, exist_ok=True)
@@ -156,9 +218,11 @@ def run(argv: list[str]) -> int:
     # results are relative to the working directory, so the cache holds them
     settings = Settings.from_config(conf, workdir)
     env = dict(os.environ)
-    env["REFINERY_RUN_ID"] = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    env["REFINERY_RUN_ID"] = (
+        time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    )
     env["REFINERY_SUMMARY_BY_CLI"] = "1"
-    smk = snakemake_argv(args, config_path, workdir)
+    smk = snakemake_argv(args, config_path, workdir, settings)
     try:
         result = proc.run(smk, env=env, check=False, capture=False)
         rc = result.returncode
@@ -179,8 +243,10 @@ def run(argv: list[str]) -> int:
 def history_main(argv: list[str]) -> int:
     from .history import History
 
-    p = argparse.ArgumentParser(prog="refinery history", description="Recent events, top "
-                                "failures and a package summary from the history database.")
+    p = argparse.ArgumentParser(
+        prog="refinery history",
+        description="Recent events, top failures and a package summary from the history database.",
+    )
     p.add_argument("--cache", help="cache folder (history at CACHE/history.db)")
     p.add_argument("--db", "--history-db", dest="db", help="history database path")
     p.add_argument("--package", help="summary and events of one package")
@@ -206,12 +272,16 @@ def history_main(argv: list[str]) -> int:
     if args.json:
         print(json.dumps(data, indent=2, default=str))
         return 0
-    print("status counts: " + ", ".join(f"{k}={v}" for k, v in sorted(data["status_counts"].items())))
+    print(
+        "status counts: " + ", ".join(f"{k}={v}" for k, v in sorted(data["status_counts"].items()))
+    )
     if package:
         s = data["package"]
         avg = f"{s['avg_duration']:.1f} s" if s.get("avg_duration") else "-"
-        print(f"\n{package}: {s['events']} events, built {s['built'] or 0}, failed "
-              f"{s['failed'] or 0}, average build {avg}, last status {s['last_status']}")
+        print(
+            f"\n{package}: {s['events']} events, built {s['built'] or 0}, failed "
+            f"{s['failed'] or 0}, average build {avg}, last status {s['last_status']}"
+        )
     print("\nrecent events:")
     for e in data["recent"]:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["ts"]))

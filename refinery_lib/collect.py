@@ -15,7 +15,9 @@ from .wheels import sha256_file
 log = logging.getLogger(__name__)
 
 
-def reuse_wheels(nodes: list[PlanNode], inventory: dict[str, dict], settings: Settings) -> list[Outcome]:
+def reuse_wheels(
+    nodes: list[PlanNode], inventory: dict[str, dict], settings: Settings
+) -> list[Outcome]:
     """Copy every reusable input wheel into the output folder (one job for all of them)."""
     outcomes = []
     for node in nodes:
@@ -25,8 +27,14 @@ def reuse_wheels(nodes: list[PlanNode], inventory: dict[str, dict], settings: Se
         meta = {"tags": rec["tags"], "input_file": rec["file"], "needed_by": list(node.needed_by)}
         outcomes.append(
             Outcome(
-                name=node.name, version=node.version, status=Status.REUSED, path=str(dest),
-                detail=node.detail, sha256=rec["sha256"], wheel=dest.name, metadata=meta,
+                name=node.name,
+                version=node.version,
+                status=Status.REUSED,
+                path=str(dest),
+                detail=node.detail,
+                sha256=rec["sha256"],
+                wheel=dest.name,
+                metadata=meta,
                 events=[new_event(node.name, node.version, Status.REUSED, node.detail, **meta)],
             )
         )
@@ -40,8 +48,12 @@ def fetch_wheels(nodes: list[PlanNode], settings: Settings) -> list[Outcome]:
     for node in nodes:
         src = node.source or {}
         dist = DistFile(**{k: src[k] for k in DistFile.__dataclass_fields__ if k in src})
-        meta = {"url": dist.url, "tags": src.get("tags", []), "needed_by": list(node.needed_by),
-                "fallback_from": node.fallback_from}
+        meta = {
+            "url": dist.url,
+            "tags": src.get("tags", []),
+            "needed_by": list(node.needed_by),
+            "fallback_from": node.fallback_from,
+        }
         try:
             cached = (settings.paths.downloads / dist.filename).exists()
             path = index.download(dist, settings.paths.downloads)
@@ -51,15 +63,27 @@ def fetch_wheels(nodes: list[PlanNode], settings: Settings) -> list[Outcome]:
             detail = f"fetch of {dist.filename} failed: {exc}"
             log.error(detail)
             outcomes.append(
-                Outcome(node.name, node.version, Status.FAILED, detail=detail, metadata=meta,
-                        events=[new_event(node.name, node.version, Status.FAILED, detail, **meta)])
+                Outcome(
+                    node.name,
+                    node.version,
+                    Status.FAILED,
+                    detail=detail,
+                    metadata=meta,
+                    events=[new_event(node.name, node.version, Status.FAILED, detail, **meta)],
+                )
             )
             continue
         meta["download_cached"] = cached
         outcomes.append(
             Outcome(
-                name=node.name, version=node.version, status=Status.FETCHED, path=str(dest),
-                detail=node.detail, sha256=sha, wheel=dest.name, metadata=meta,
+                name=node.name,
+                version=node.version,
+                status=Status.FETCHED,
+                path=str(dest),
+                detail=node.detail,
+                sha256=sha,
+                wheel=dest.name,
+                metadata=meta,
                 events=[new_event(node.name, node.version, Status.FETCHED, node.detail, **meta)],
             )
         )

@@ -127,7 +127,8 @@ class History:
     def last_status(self, package: str, version: str | None = None) -> str | None:
         """Last outcome status (attempt events ignored) of a package, optionally one version."""
         sql = (
-            "SELECT status FROM events WHERE package=? AND status NOT IN ('attempt','system_recipe')"
+            "SELECT status FROM events"
+            " WHERE package=? AND status NOT IN ('attempt','system_recipe')"
         )
         args: list[Any] = [package]
         if version:

@@ -81,7 +81,9 @@ class SimpleIndex:
             ctx.verify_mode = ssl.CERT_NONE
             return ctx
         cafile = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
-        return ssl.create_default_context(cafile=cafile if cafile and Path(cafile).exists() else None)
+        return ssl.create_default_context(
+            cafile=cafile if cafile and Path(cafile).exists() else None
+        )
 
     def _open(self, url: str, accept: str | None = None):
         scheme = urllib.parse.urlsplit(url).scheme
@@ -277,6 +279,8 @@ def python_ok(requires_python: str, python: str) -> bool:
 def candidate_versions(releases: Iterable[Release], python: str) -> list[Version]:
     """Versions with at least one non-yanked file usable by the target Python, newest first."""
     versions = {
-        r.version for r in releases if not r.file.yanked and python_ok(r.file.requires_python, python)
+        r.version
+        for r in releases
+        if not r.file.yanked and python_ok(r.file.requires_python, python)
     }
     return sorted(versions, reverse=True)

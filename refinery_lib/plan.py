@@ -1,4 +1,5 @@
-"""Planning: which input wheels are reused, which target wheels are fetched or built, what is missing.
+"""Planning: which input wheels are reused, which target wheels are fetched or built, what is
+missing.
 
 The planner is pure apart from the index it is handed (and the downloads that index caches), so
 unit tests drive it with a local index.
@@ -86,7 +87,8 @@ class Planner:
         """Best target wheel (fetch) or the sdist (build) of one version, or None."""
         python = self.target.python
         same = [
-            r for r in releases
+            r
+            for r in releases
             if r.version == version and not _yanked_skip(r) and _py_ok(r, python)
         ]
         if self.settings.wants_binary(name):
@@ -155,8 +157,11 @@ class Planner:
         ranked = [(self.target.best_rank(r.tags), r) for r in recs]
         ranked = [(k, r) for k, r in ranked if k is not None]
         node = _Node(
-            name=name, version=version, action=Action.REUSE,
-            input_files=[r.file for r in recs], requires_dist=list(recs[0].requires_dist),
+            name=name,
+            version=version,
+            action=Action.REUSE,
+            input_files=[r.file for r in recs],
+            requires_dist=list(recs[0].requires_dist),
         )
         if ranked:
             best = min(ranked, key=lambda kr: kr[0])[1]
@@ -174,11 +179,17 @@ class Planner:
             why = f"eager: newest version allowed by dependents is {chosen}"
         else:
             chosen, why = version, "pinned to the input version"
-        self._assign_source(node, chosen, releases, specs, f"input wheel tags {tags} not accepted; {why}")
+        self._assign_source(
+            node, chosen, releases, specs, f"input wheel tags {tags} not accepted; {why}"
+        )
         return node
 
     def _assign_source(
-        self, node: _Node, version: str, releases: list[Release], specs: list[SpecifierSet],
+        self,
+        node: _Node,
+        version: str,
+        releases: list[Release],
+        specs: list[SpecifierSet],
         why: str,
     ) -> None:
         try:
@@ -191,7 +202,9 @@ class Planner:
             newest = self._newest_allowed(node.name, specs, releases, with_source=True)
             if newest and newest != version:
                 node.fallback_from = version
-                why += f"; fallback-latest: {version} has no usable file on the index, using {newest}"
+                why += (
+                    f"; fallback-latest: {version} has no usable file on the index, using {newest}"
+                )
                 version, ver = newest, Version(newest)
                 source = self._source_for(node.name, ver, releases)
         node.version = str(ver)
@@ -207,12 +220,21 @@ class Planner:
             node.requires_dist = self._requires_of_source(source) or node.requires_dist
         else:
             node.requires_dist = self._requires_of_source(source)
-        if self.settings.skip_known_failures and self.last_status(node.name, node.version) == "failed":
+        if (
+            self.settings.skip_known_failures
+            and self.last_status(node.name, node.version) == "failed"
+        ):
             node.action = Action.SKIP
-            node.detail = "skipped: the last recorded build of this version failed (--skip-known-failures)"
+            node.detail = (
+                "skipped: the last recorded build of this version failed (--skip-known-failures)"
+            )
 
     def _newest_allowed(
-        self, name: str, specs: list[SpecifierSet], releases: list[Release], with_source: bool = False
+        self,
+        name: str,
+        specs: list[SpecifierSet],
+        releases: list[Release],
+        with_source: bool = False,
     ) -> str | None:
         for ver in candidate_versions(releases, self.target.python):
             if all(s.contains(ver, prereleases=bool(s) and ver.is_prerelease) for s in specs):
@@ -266,8 +288,12 @@ class Planner:
                         continue
                     self.extra_nodes.append(
                         _Node(
-                            name=dep, version="", action=Action.MISSING, requirement=str(req),
-                            needed_by=[who], depth=depth + 1,
+                            name=dep,
+                            version="",
+                            action=Action.MISSING,
+                            requirement=str(req),
+                            needed_by=[who],
+                            depth=depth + 1,
                             detail=f"conflict: {dep} {existing.version} is planned but {who} "
                             f"requires {req}",
                         )
@@ -275,8 +301,12 @@ class Planner:
                     continue
                 if depth + 1 > self.settings.expansion_depth:
                     self.nodes[dep] = _Node(
-                        name=dep, version="", action=Action.MISSING, requirement=str(req),
-                        needed_by=[who], depth=depth + 1,
+                        name=dep,
+                        version="",
+                        action=Action.MISSING,
+                        requirement=str(req),
+                        needed_by=[who],
+                        depth=depth + 1,
                         detail=f"{req} (needed by {who}) is beyond the expansion depth "
                         f"{self.settings.expansion_depth}",
                     )
@@ -288,8 +318,13 @@ class Planner:
     def _plan_dependency(self, name: str, req: Requirement, who: str, depth: int) -> _Node:
         releases = self._releases(name)
         node = _Node(
-            name=name, version="", action=Action.MISSING, requirement=str(req),
-            needed_by=[who], depth=depth, extras=set(req.extras),
+            name=name,
+            version="",
+            action=Action.MISSING,
+            requirement=str(req),
+            needed_by=[who],
+            depth=depth,
+            extras=set(req.extras),
         )
         pin = self.settings.pins.get(name)
         version = pin or self._newest_allowed(name, [req.specifier], releases, with_source=True)
@@ -333,13 +368,20 @@ class Planner:
             key = keys[id(n)]
             out.append(
                 PlanNode(
-                    name=n.name, version=n.version, action=n.action, key=key, detail=n.detail,
-                    depth=n.depth, requirement=n.requirement,
+                    name=n.name,
+                    version=n.version,
+                    action=n.action,
+                    key=key,
+                    detail=n.detail,
+                    depth=n.depth,
+                    requirement=n.requirement,
                     needed_by=tuple(dict.fromkeys(n.needed_by)),
-                    input_files=tuple(n.input_files), source=n.source,
+                    input_files=tuple(n.input_files),
+                    source=n.source,
                     build_deps=tuple(build_edges.get(key, ())),
                     fetch_deps=fetch_deps.get(key, False),
-                    requires_dist=tuple(n.requires_dist), fallback_from=n.fallback_from,
+                    requires_dist=tuple(n.requires_dist),
+                    fallback_from=n.fallback_from,
                 )
             )
         out.sort(key=lambda p: (p.depth, p.name, p.version))

@@ -77,8 +77,12 @@ class Settings:
             output=output,
             cache=cache,
             results=resolve(config.get("results", "results")),
-            manifest=resolve(config["manifest"]) if config.get("manifest") else output / "manifest.json",
-            history_db=resolve(config["history_db"]) if config.get("history_db") else cache / "history.db",
+            manifest=resolve(config["manifest"])
+            if config.get("manifest")
+            else output / "manifest.json",
+            history_db=resolve(config["history_db"])
+            if config.get("history_db")
+            else cache / "history.db",
         )
         tgt = config.get("target", {})
         strat = config.get("strategy", {})
@@ -99,7 +103,9 @@ class Settings:
         )
         return cls(
             paths=paths,
-            target=Target(str(tgt.get("python", "3.11")), tgt.get("platform_tag", "manylinux2014_s390x")),
+            target=Target(
+                str(tgt.get("python", "3.11")), tgt.get("platform_tag", "manylinux2014_s390x")
+            ),
             plan=plan,
             index_url=idx.get("url", "https://pypi.org/simple"),
             extra_index_urls=tuple(idx.get("extra_urls", [])),

@@ -25,38 +25,53 @@ def plan_workflow(settings: Settings, inventory_path: Path, plan_path: Path) -> 
     if settings.plan.skip_known_failures and settings.paths.history_db.exists():
         history = History(settings.paths.history_db)
         last_status = history.last_status
-    planner = Planner(settings.target, settings.plan, settings.index(), settings.paths.downloads,
-                      last_status)
+    planner = Planner(
+        settings.target, settings.plan, settings.index(), settings.paths.downloads, last_status
+    )
     nodes = planner.plan(records)
-    invalid = [
-        {"file": r.file, "path": r.path, "reason": r.reason} for r in records if not r.valid
-    ]
+    invalid = [{"file": r.file, "path": r.path, "reason": r.reason} for r in records if not r.valid]
     events = [
         new_event(r.file, "", Status.INVALID, r.reason, file=r.file) for r in records if not r.valid
     ]
     for n in nodes:
         if n.action in (Action.MISSING, Action.SKIP):
             status = Status.MISSING if n.action is Action.MISSING else Status.SKIPPED
-            events.append(new_event(n.name, n.version, status, n.detail,
-                                    requirement=n.requirement, needed_by=list(n.needed_by)))
+            events.append(
+                new_event(
+                    n.name,
+                    n.version,
+                    status,
+                    n.detail,
+                    requirement=n.requirement,
+                    needed_by=list(n.needed_by),
+                )
+            )
     counts: dict[str, int] = {}
     for n in nodes:
         counts[str(n.action)] = counts.get(str(n.action), 0) + 1
     log.info("plan: %s; %d invalid input file(s)", counts, len(invalid))
     for item in invalid:
         log.warning("invalid input %s: %s", item["file"], item["reason"])
-    write_json(plan_path, {
-        "target": {"python": settings.target.python, "platform_tag": settings.target.platform_tag},
-        "nodes": [n.to_json() for n in nodes],
-        "invalid": invalid,
-        "events": events,
-    })
+    write_json(
+        plan_path,
+        {
+            "target": {
+                "python": settings.target.python,
+                "platform_tag": settings.target.platform_tag,
+            },
+            "nodes": [n.to_json() for n in nodes],
+            "invalid": invalid,
+            "events": events,
+        },
+    )
     return nodes
 
 
 def _plan_nodes(plan_path: Path, action: Action) -> list[PlanNode]:
     return [
-        n for n in (PlanNode.from_json(d) for d in read_json(plan_path)["nodes"]) if n.action is action
+        n
+        for n in (PlanNode.from_json(d) for d in read_json(plan_path)["nodes"])
+        if n.action is action
     ]
 
 
@@ -74,7 +89,9 @@ def run_fetch(settings: Settings, plan_path: Path, record: Path) -> None:
         write_json(settings.paths.failures / f"fetch-{o.name}-{o.version}.json", o.to_json())
     if failed:
         # the batch fails so the next run retries it; fetched files stay cached
-        raise RefineryError(f"{len(failed)} fetch(es) failed: " + "; ".join(o.detail for o in failed))
+        raise RefineryError(
+            f"{len(failed)} fetch(es) failed: " + "; ".join(o.detail for o in failed)
+        )
     write_json(record, [o.to_json() for o in outcomes])
     log.info("fetched %d wheel(s)", len(outcomes))
 
@@ -89,8 +106,16 @@ def _node(settings: Settings, key: str) -> PlanNode:
 def run_fetch_sdist(settings: Settings, key: str, record: Path) -> None:
     node = _node(settings, key)
     path = sdist_for(node, settings)
-    write_json(record, {"name": node.name, "version": node.version, "path": str(path),
-                        "sha256": sha256_file(path), "url": (node.source or {}).get("url", "")})
+    write_json(
+        record,
+        {
+            "name": node.name,
+            "version": node.version,
+            "path": str(path),
+            "sha256": sha256_file(path),
+            "url": (node.source or {}).get("url", ""),
+        },
+    )
 
 
 def run_build(settings: Settings, key: str, sdist_record: Path, outcome_path: Path) -> None:
@@ -105,8 +130,14 @@ def run_build(settings: Settings, key: str, sdist_record: Path, outcome_path: Pa
             new_event(node.name, node.version, Status.FAILED, str(exc))
         ]
         meta = getattr(exc, "metadata", {}) or {}
-        fail = Outcome(node.name, node.version, Status.FAILED, detail=str(exc),
-                       metadata={**meta, "log_path": str(exc.log_path or "")}, events=events)
+        fail = Outcome(
+            node.name,
+            node.version,
+            Status.FAILED,
+            detail=str(exc),
+            metadata={**meta, "log_path": str(exc.log_path or "")},
+            events=events,
+        )
         write_json(failure, fail.to_json())
         log.error("%s", exc)
         raise

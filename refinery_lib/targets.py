@@ -127,7 +127,8 @@ class Target:
         ver = self.python
         env.update(
             python_version=ver,
-            python_full_version=f"{ver}.0" if not self.is_native or ver != env["python_version"]
+            python_full_version=f"{ver}.0"
+            if not self.is_native or ver != env["python_version"]
             else env["python_full_version"],
             implementation_name="cpython",
             platform_python_implementation="CPython",

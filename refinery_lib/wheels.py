@@ -45,7 +45,9 @@ def read_wheel_metadata(path: Path) -> dict[str, list[str]]:
     except OSError as exc:
         raise InvalidWheelError(f"cannot read: {exc}") from exc
     with zf:
-        names = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+        names = [
+            n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")
+        ]
         if not names:
             raise InvalidWheelError("no *.dist-info/METADATA in the archive")
         if len(names) > 1:
@@ -132,8 +134,10 @@ def read_sdist_metadata(path: Path) -> dict[str, list[str]]:
         else:
             with tarfile.open(path) as tf:
                 for member in tf:
-                    if member.isfile() and member.name.count("/") == 1 and member.name.endswith(
-                        "/PKG-INFO"
+                    if (
+                        member.isfile()
+                        and member.name.count("/") == 1
+                        and member.name.endswith("/PKG-INFO")
                     ):
                         fh = tf.extractfile(member)
                         raw = fh.read() if fh else None

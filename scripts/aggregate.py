@@ -1,4 +1,5 @@
 """Snakemake adapter: manifest, history, output index, closure check."""
+
 import sys
 from pathlib import Path
 
@@ -9,4 +10,6 @@ from refinery_lib.files import write_json  # noqa: E402
 from refinery_lib.workflow import script_settings  # noqa: E402
 
 manifest = aggregate(script_settings(snakemake))
-write_json(snakemake.output.complete, {"run_id": manifest["run_id"], "summary": manifest["summary"]})
+write_json(
+    snakemake.output.complete, {"run_id": manifest["run_id"], "summary": manifest["summary"]}
+)

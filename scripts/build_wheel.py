@@ -1,4 +1,5 @@
 """Snakemake adapter: build one package; a failure fails the job and leaves a failure record."""
+
 import sys
 from pathlib import Path
 
@@ -7,5 +8,9 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from refinery_lib.steps import run_build  # noqa: E402
 from refinery_lib.workflow import script_settings  # noqa: E402
 
-run_build(script_settings(snakemake), snakemake.wildcards.key, Path(snakemake.input.sdist),
-          Path(snakemake.output.outcome))
+run_build(
+    script_settings(snakemake),
+    snakemake.wildcards.key,
+    Path(snakemake.input.sdist),
+    Path(snakemake.output.outcome),
+)

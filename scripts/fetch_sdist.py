@@ -1,4 +1,5 @@
 """Snakemake adapter: download one sdist into the cache."""
+
 import sys
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Snakemake adapter: download the target wheels the plan found on the index (one batched job)."""
+
 import sys
 from pathlib import Path
 

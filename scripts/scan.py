@@ -1,4 +1,5 @@
 """Snakemake adapter: scan the input folder into results/scan/inventory.json."""
+
 import sys
 
 sys.path.insert(0, str(__import__("pathlib").Path(snakemake.scriptdir).parent))

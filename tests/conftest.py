@@ -34,9 +34,20 @@ def build_tools_wheels() -> list[Path]:
     found = sorted(TOOLS_CACHE.glob("setuptools-*.whl"))
     if not found:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-             "--dest", str(TOOLS_CACHE), "setuptools>=70.1"],
-            check=True, capture_output=True,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "--dest",
+                str(TOOLS_CACHE),
+                "setuptools>=70.1",
+            ],
+            check=True,
+            capture_output=True,
         )
         found = sorted(TOOLS_CACHE.glob("setuptools-*.whl"))
     return found[-1:]
@@ -86,5 +97,9 @@ def run_refinery(args: list[str], env: dict | None = None, cwd: Path | None = No
     """`refinery` as a user runs it: a separate process."""
     return subprocess.run(
         [sys.executable, "-m", "refinery_lib.cli", *args],
-        capture_output=True, text=True, env=env, cwd=cwd, timeout=1200,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=1200,
     )

@@ -31,9 +31,23 @@ def _wheelhouse(folder: Path, bad: bool) -> Path:
 
 def _refine(tmp: Path, index_url: str, env: dict, *extra: str):
     return run_refinery(
-        ["--input", str(tmp / "in"), "--output", str(tmp / "out"), "--cache", str(tmp / "cache"),
-         "--python", f"{sys.version_info[0]}.{sys.version_info[1]}", "--platform-tag", "native",
-         "--index-url", index_url, "--jobs", "2", *extra],
+        [
+            "--input",
+            str(tmp / "in"),
+            "--output",
+            str(tmp / "out"),
+            "--cache",
+            str(tmp / "cache"),
+            "--python",
+            f"{sys.version_info[0]}.{sys.version_info[1]}",
+            "--platform-tag",
+            "native",
+            "--index-url",
+            index_url,
+            "--jobs",
+            "2",
+            *extra,
+        ],
         env=env,
     )
 
@@ -102,12 +116,27 @@ def test_clean_wheelhouse_refines_installs_and_reruns_without_work(
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
     subprocess.run(
-        [str(py), "-m", "pip", "install", "--no-index", "--find-links", str(tmp_path / "out"),
-         "cdep", "hello-pure"],
-        check=True, capture_output=True, env=isolated_pip_env,
+        [
+            str(py),
+            "-m",
+            "pip",
+            "install",
+            "--no-index",
+            "--find-links",
+            str(tmp_path / "out"),
+            "cdep",
+            "hello-pure",
+        ],
+        check=True,
+        capture_output=True,
+        env=isolated_pip_env,
     )
-    out = subprocess.run([str(py), "-c", "import cdep, cfast; print(cdep.add(2, 3), cfast.add(4, 5))"],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [str(py), "-c", "import cdep, cfast; print(cdep.add(2, 3), cfast.add(4, 5))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert out.stdout.split() == ["5", "9"]
 
     # a second identical run downloads and builds nothing
