@@ -121,29 +121,88 @@ def scan_folder(folder: Path) -> list[WheelRecord]:
     return [scan_wheel(p) for p in list_input_files(folder)]
 
 
-def read_sdist_metadata(path: Path) -> dict[str, list[str]]:
-    """PKG-INFO of an sdist (top-level member only), read without extracting anything."""
+_SDIST_MEMBERS = ("PKG-INFO", "pyproject.toml")
+
+
+def _sdist_members(path: Path) -> dict[str, bytes]:
+    """PKG-INFO, pyproject.toml and egg-info/requires.txt of an sdist, nothing extracted."""
     import tarfile
 
-    raw: bytes | None = None
+    def wanted(name: str) -> str | None:
+        parts = name.split("/")
+        if len(parts) == 2 and parts[1] in _SDIST_MEMBERS:
+            return parts[1]
+        if len(parts) == 3 and parts[1].endswith(".egg-info") and parts[2] == "requires.txt":
+            return "requires.txt"
+        return None
+
+    found: dict[str, bytes] = {}
     try:
         if path.name.endswith(".zip"):
             with zipfile.ZipFile(path) as zf:
-                names = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith("/PKG-INFO")]
-                raw = zf.read(names[0]) if names else None
+                for name in zf.namelist():
+                    if (key := wanted(name)) and key not in found:
+                        found[key] = zf.read(name)
         else:
             with tarfile.open(path) as tf:
                 for member in tf:
-                    if (
-                        member.isfile()
-                        and member.name.count("/") == 1
-                        and member.name.endswith("/PKG-INFO")
-                    ):
+                    key = wanted(member.name)
+                    if key and key not in found and member.isfile():
                         fh = tf.extractfile(member)
-                        raw = fh.read() if fh else None
-                        break
+                        found[key] = fh.read() if fh else b""
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
         raise InvalidWheelError(f"sdist {path.name} unreadable: {exc}") from exc
-    if raw is None:
+    return found
+
+
+def _requires_txt(text: str) -> list[str]:
+    """setuptools' egg-info/requires.txt (sections are [extra], [:marker] or [extra:marker])."""
+    out: list[str] = []
+    marker = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            extra, _, cond = line[1:-1].partition(":")
+            parts = [f"({cond})"] if cond else []
+            if extra:
+                parts.append(f'extra == "{extra}"')
+            marker = " and ".join(parts)
+            continue
+        out.append(f"{line}; {marker}" if marker else line)
+    return out
+
+
+def read_sdist_metadata(path: Path) -> dict[str, list[str]]:
+    """PKG-INFO of an sdist; Requires-Dist completed from static sources when PKG-INFO lacks it.
+
+    Older setuptools leaves Requires-Dist out of PKG-INFO: then a static
+    `[project].dependencies` in pyproject.toml, or egg-info/requires.txt, says the same.
+    """
+    import tomllib
+
+    members = _sdist_members(path)
+    if "PKG-INFO" not in members:
         raise InvalidWheelError(f"sdist {path.name} has no PKG-INFO")
-    return parse_metadata(raw)
+    fields = parse_metadata(members["PKG-INFO"])
+    if fields.get("requires-dist"):
+        return fields
+    try:
+        project = tomllib.loads(members.get("pyproject.toml", b"").decode()).get("project", {})
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        project = {}
+    if "dependencies" in project and "dependencies" not in project.get("dynamic", []):
+        reqs = list(project["dependencies"])
+        for extra, items in project.get("optional-dependencies", {}).items():
+            reqs += [_with_extra(r, extra) for r in items]
+        fields["requires-dist"] = reqs
+    elif "requires.txt" in members:
+        fields["requires-dist"] = _requires_txt(members["requires.txt"].decode("utf-8", "replace"))
+    return fields
+
+
+def _with_extra(req: str, extra: str) -> str:
+    base, sep, marker = req.partition(";")
+    cond = f'extra == "{extra}"'
+    return f"{base.strip()}; ({marker.strip()}) and {cond}" if sep else f"{base.strip()}; {cond}"

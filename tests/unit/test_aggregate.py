@@ -1,0 +1,152 @@
+"""Aggregation over records laid out as the workflow leaves them (after a failed job too)."""
+
+import json
+import sqlite3
+
+from refinery_lib.aggregate import aggregate, closure_check, summary_table
+from refinery_lib.files import write_json
+from refinery_lib.history import new_event
+from refinery_lib.models import Action, Outcome, PlanNode, Status, node_key
+from refinery_lib.settings import Settings
+from tests.fixtures.projects import make_wheel
+
+
+def _settings(tmp_path, **extra):
+    conf = {
+        "input": "in",
+        "output": "out",
+        "cache": "cache",
+        "results": "res",
+        "target": {"python": "3.11", "platform_tag": "manylinux2014_s390x"},
+        **extra,
+    }
+    return Settings.from_config(conf, tmp_path)
+
+
+def _node(name, version, action, **kw):
+    return PlanNode(name=name, version=version, action=action, key=node_key(name, version), **kw)
+
+
+def _layout(tmp_path, s):
+    out = s.paths.output
+    pure = make_wheel(out, "pure", "1.0", "py3-none-any", ("dep>=1",))
+    built = make_wheel(out, "dep", "2.0", "cp311-cp311-manylinux2014_s390x")
+    nodes = [
+        _node("pure", "1.0", Action.REUSE),
+        _node("dep", "2.0", Action.BUILD),
+        _node("bad", "0.1", Action.BUILD),
+        _node("child", "1.0", Action.BUILD, build_deps=(node_key("bad", "0.1"),)),
+        PlanNode(
+            "ghost",
+            "",
+            Action.MISSING,
+            key="ghost-none",
+            detail="no version of ghost",
+            requirement="ghost>=1",
+        ),
+    ]
+    res = s.paths.results
+    write_json(
+        res / "plan" / "plan.json",
+        {
+            "nodes": [n.to_json() for n in nodes],
+            "invalid": [{"file": "junk.whl", "path": "/in/junk.whl", "reason": "not a zip"}],
+            "events": [new_event("ghost", "", Status.MISSING, "no version of ghost")],
+        },
+    )
+    write_json(
+        res / "reuse" / "reused.json",
+        [
+            Outcome(
+                "pure",
+                "1.0",
+                Status.REUSED,
+                path=str(pure),
+                wheel=pure.name,
+                sha256="0" * 64,
+                events=[new_event("pure", "1.0", Status.REUSED)],
+            ).to_json()
+        ],
+    )
+    write_json(
+        res / "outcomes" / f"{node_key('dep', '2.0')}.json",
+        Outcome(
+            "dep",
+            "2.0",
+            Status.BUILT,
+            path=str(built),
+            wheel=built.name,
+            sha256="1" * 64,
+            metadata={"variant": "isolated", "duration": 3.0},
+            events=[new_event("dep", "2.0", Status.BUILT, duration=3.0)],
+        ).to_json(),
+    )
+    write_json(
+        s.paths.failures / f"{node_key('bad', '0.1')}.json",
+        Outcome(
+            "bad",
+            "0.1",
+            Status.FAILED,
+            detail="error: boom",
+            events=[new_event("bad", "0.1", Status.FAILED, "error: boom")],
+        ).to_json(),
+    )
+
+
+def test_manifest_after_failed_job(tmp_path):
+    s = _settings(tmp_path)
+    _layout(tmp_path, s)
+    m = aggregate(s, run_id="run-1")
+    by = {e["name"]: e for e in m["entries"]}
+    assert {k: v["status"] for k, v in by.items()} == {
+        "pure": "reused",
+        "dep": "built",
+        "bad": "failed",
+        "child": "failed",
+        "ghost": "missing",
+        "junk.whl": "invalid",
+    }
+    assert "dependency bad-0.1 failed" in by["child"]["detail"]
+    assert m["ok"] is False and m["summary"]["failed"] == 2
+    on_disk = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert on_disk["run_id"] == "run-1" and "events" not in on_disk["entries"][0]
+    # the output index lists landed wheels only, with hashes
+    page = (tmp_path / "out" / "simple" / "dep" / "index.html").read_text()
+    assert "dep-2.0-cp311-cp311-manylinux2014_s390x.whl#sha256=" + "1" * 64 in page
+    assert not (tmp_path / "out" / "simple" / "bad").exists()
+    # history: each event once, even when aggregation runs again
+    db = tmp_path / "cache" / "history.db"
+    count = sqlite3.connect(db).execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    aggregate(s, run_id="run-1")
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM events").fetchone()[0] == count
+    table = summary_table(m | {"path": "x"})
+    assert "bad" in table and "ghost" in table and "junk.whl" in table
+
+
+def test_outcome_beats_stale_failure_record(tmp_path):
+    s = _settings(tmp_path)
+    _layout(tmp_path, s)
+    fixed = make_wheel(s.paths.output, "bad", "0.1", "cp311-cp311-manylinux2014_s390x")
+    write_json(
+        s.paths.results / "outcomes" / f"{node_key('bad', '0.1')}.json",
+        Outcome("bad", "0.1", Status.BUILT, path=str(fixed), wheel=fixed.name).to_json(),
+    )
+    m = aggregate(s, run_id="run-2")
+    assert {e["name"]: e["status"] for e in m["entries"]}["bad"] == "built"
+
+
+def test_closure_check_reports_unsatisfied_dependency(tmp_path):
+    s = _settings(tmp_path)
+    make_wheel(s.paths.output, "pure", "1.0", "py3-none-any", ("dep>=1",))
+    entry = Outcome("pure", "1.0", Status.REUSED)
+    bad = closure_check(s, [entry])
+    assert bad["ok"] is False and "dep" in bad["detail"]
+    make_wheel(s.paths.output, "dep", "2.0", "cp311-cp311-manylinux2014_s390x")
+    good = closure_check(s, [entry, Outcome("dep", "2.0", Status.BUILT)])
+    assert good["ok"] is True and good["checked"] == 2
+
+
+def test_closure_check_rejects_wrong_platform(tmp_path):
+    s = _settings(tmp_path)
+    make_wheel(s.paths.output, "dep", "2.0", "cp311-cp311-manylinux_2_28_s390x")
+    assert closure_check(s, [Outcome("dep", "2.0", Status.BUILT)])["ok"] is False

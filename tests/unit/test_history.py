@@ -1,0 +1,77 @@
+import json
+import multiprocessing
+import sqlite3
+
+from refinery_lib.history import History, new_event
+
+
+def _ev(pkg, status, ver="1.0", **meta):
+    return new_event(pkg, ver, status, f"{pkg} {status}", **meta)
+
+
+def test_record_is_idempotent_by_uid(tmp_path):
+    h = History(tmp_path / "h.db")
+    events = [_ev("a", "built", duration=2.0), _ev("b", "failed", duration=4.0)]
+    assert h.record(events, "run1", "cp311", "manylinux2014_s390x") == 2
+    assert h.record(events, "run2") == 0
+    rows = (
+        sqlite3.connect(tmp_path / "h.db")
+        .execute("SELECT package, run_id, python_tag, platform_tag FROM events ORDER BY package")
+        .fetchall()
+    )
+    assert rows == [
+        ("a", "run1", "cp311", "manylinux2014_s390x"),
+        ("b", "run1", "cp311", "manylinux2014_s390x"),
+    ]
+
+
+def test_queries(tmp_path):
+    h = History(tmp_path / "h.db")
+    h.record(
+        [
+            _ev("a", "built", duration=10.0),
+            _ev("a", "failed", duration=2.0),
+            _ev("b", "failed", duration=1.0),
+            _ev("b", "failed", duration=1.0),
+            _ev("b", "attempt"),
+            _ev("c", "reused"),
+        ],
+        "r",
+    )
+    assert [f["package"] for f in h.top_failures()] == ["b", "a"]
+    slow = h.top_slowest()
+    assert slow[0]["package"] == "a" and slow[0]["avg_duration"] == 6.0
+    assert slow[0]["failures"] == 1
+    assert h.status_counts() == {"built": 1, "failed": 3, "attempt": 1, "reused": 1}
+    assert h.last_status("b") == "failed"  # the attempt event does not count
+    s = h.package_summary("a")
+    assert (s["built"], s["failed"], s["avg_duration"]) == (1, 1, 6.0)
+    assert h.recent(2, "b")[0]["metadata"] == {}
+    assert isinstance(h.recent(1)[0]["metadata"], dict)
+
+
+def test_runs_table(tmp_path):
+    h = History(tmp_path / "h.db")
+    h.start_run("r1", "cp311", "native")
+    h.finish_run("r1", {"built": 2})
+    row = (
+        sqlite3.connect(tmp_path / "h.db").execute("SELECT summary, finished FROM runs").fetchone()
+    )
+    assert json.loads(row[0]) == {"built": 2} and row[1] is not None
+
+
+def _writer(path, n):
+    h = History(path)
+    for i in range(n):
+        h.record([new_event(f"p{i}", "1", "built")], "r")
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    path = tmp_path / "h.db"
+    History(path)
+    procs = [multiprocessing.Process(target=_writer, args=(path, 25)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM events").fetchone()[0] == 100

@@ -1,0 +1,227 @@
+"""Planner against a real file:// PEP 503 index of fabricated wheels and real sdists."""
+
+from pathlib import Path
+
+import pytest
+
+from refinery_lib.index import SimpleIndex
+from refinery_lib.models import Action
+from refinery_lib.plan import Planner, PlanSettings
+from refinery_lib.targets import Target
+from refinery_lib.wheels import scan_wheel
+from tests.fixtures.projects import build_sdist, make_wheel, write_project, write_simple_index
+
+S390 = "cp311-cp311-manylinux2014_s390x"
+X86 = "cp311-cp311-manylinux2014_x86_64"
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory) -> SimpleIndex:
+    root = tmp_path_factory.mktemp("idx")
+    files = root / "files"
+    proj = root / "proj"
+    for name, version, reqs in [
+        ("cfast", "1.0", ()),
+        ("cfast", "1.1", ()),
+        ("cfast", "2.0", ()),
+        ("lvl1", "1.0", ("lvl2",)),
+        ("lvl2", "1.0", ("lvl3",)),
+        ("lvl3", "1.0", ()),
+        ("foo-bar", "3.0", ()),
+    ]:
+        build_sdist(write_project(proj, name, version, requires=reqs), files)
+    make_wheel(files, "purehelper", "2.0", "py3-none-any", ("x86only; platform_machine=='x86_64'",))
+    make_wheel(files, "purehelper", "2.1rc1", "py3-none-any")
+    make_wheel(files, "s390wheel", "1.0", S390)
+    make_wheel(files, "s390wheel", "1.0", X86)
+    make_wheel(files, "socksy", "1.0", "py3-none-any")
+    write_simple_index(files, root / "simple")
+    return SimpleIndex((root / "simple").as_uri())
+
+
+def plan(tmp_path, index, wheels, **kw):
+    inp = tmp_path / "in"
+    recs = [scan_wheel(make_wheel(inp, *w)) for w in wheels]
+    target = Target("3.11", kw.pop("platform", "manylinux2014_s390x"))
+    planner = Planner(target, PlanSettings(**kw), index, tmp_path / "dl")
+    return {(n.name, n.version): n for n in planner.plan(recs)}
+
+
+def by_name(nodes):
+    return {name: n for (name, _), n in nodes.items()}
+
+
+def test_reuse_fetch_build(tmp_path, index):
+    nodes = by_name(
+        plan(
+            tmp_path,
+            index,
+            [
+                ("pure-one", "1.0", "py3-none-any"),
+                ("abi", "1.0", "cp39-abi3-manylinux2014_s390x"),
+                ("s390wheel", "1.0", X86),
+                ("cfast", "1.0", X86),
+            ],
+        )
+    )
+    assert nodes["pure-one"].action is Action.REUSE
+    assert nodes["abi"].action is Action.REUSE
+    assert nodes["s390wheel"].action is Action.FETCH
+    assert nodes["s390wheel"].source["filename"].endswith("manylinux2014_s390x.whl")
+    assert nodes["cfast"].action is Action.BUILD
+    assert nodes["cfast"].source["filename"] == "cfast-1.0.tar.gz"
+
+
+def test_no_binary_forces_build_or_missing(tmp_path, index):
+    nodes = by_name(plan(tmp_path, index, [("s390wheel", "1.0", X86)], no_binary=(":all:",)))
+    # no sdist of s390wheel on the index: nothing to build from
+    assert nodes["s390wheel"].action is Action.MISSING
+    assert "no sdist" in nodes["s390wheel"].detail
+
+
+def test_pinned_and_eager(tmp_path, index):
+    wheels = [("cfast", "1.0", X86), ("user", "1.0", "py3-none-any", ("cfast<2",))]
+    assert by_name(plan(tmp_path, index, wheels))["cfast"].version == "1.0"
+    eager = by_name(plan(tmp_path, index, wheels, upgrade_strategy="eager"))["cfast"]
+    assert eager.version == "1.1" and eager.action is Action.BUILD
+
+
+def test_fallback_latest_when_pinned_version_absent(tmp_path, index):
+    wheels = [("cfast", "0.9", X86), ("user", "1.0", "py3-none-any", ("cfast<2",))]
+    assert by_name(plan(tmp_path, index, wheels))["cfast"].action is Action.MISSING
+    node = by_name(plan(tmp_path, index, wheels, fallback_latest=True))["cfast"]
+    assert (node.version, node.fallback_from, node.action) == ("1.1", "0.9", Action.BUILD)
+    assert "fallback-latest" in node.detail
+
+
+@pytest.mark.parametrize(
+    "depth,expected",
+    [
+        (0, {"lvl1": Action.MISSING}),
+        (1, {"lvl1": Action.BUILD, "lvl2": Action.MISSING}),
+        (2, {"lvl1": Action.BUILD, "lvl2": Action.BUILD, "lvl3": Action.MISSING}),
+        (3, {"lvl1": Action.BUILD, "lvl2": Action.BUILD, "lvl3": Action.BUILD}),
+    ],
+)
+def test_expansion_depth(tmp_path, index, depth, expected):
+    nodes = by_name(
+        plan(tmp_path, index, [("root", "1.0", "py3-none-any", ("lvl1",))], expansion_depth=depth)
+    )
+    assert {k: nodes[k].action for k in expected} == expected
+    missing = [n for n in nodes.values() if n.action is Action.MISSING]
+    assert all("beyond the expansion depth" in n.detail for n in missing)
+    if depth >= 2:
+        assert nodes["lvl1"].build_deps == (nodes["lvl2"].key,)
+
+
+def test_markers_evaluated_for_target(tmp_path, index):
+    nodes = by_name(
+        plan(
+            tmp_path,
+            index,
+            [
+                (
+                    "root",
+                    "1.0",
+                    "py3-none-any",
+                    (
+                        "purehelper>=2",
+                        "winonly; sys_platform == 'win32'",
+                        "oldpy; python_version < '3.8'",
+                        "socksy; extra == 'socks'",
+                    ),
+                ),
+            ],
+        )
+    )
+    assert nodes["purehelper"].action is Action.FETCH
+    assert nodes["purehelper"].version == "2.0"  # the pre-release is not chosen
+    # purehelper's x86-only dependency is not needed on s390x
+    assert not {"winonly", "oldpy", "socksy", "x86only"} & set(nodes)
+
+
+def test_extras_only_when_asked(tmp_path, index):
+    nodes = by_name(
+        plan(
+            tmp_path,
+            index,
+            [("root", "1.0", "py3-none-any", ("socksy; extra == 'socks'",))],
+            extras={"root": ("socks",)},
+        )
+    )
+    assert nodes["socksy"].action is Action.FETCH
+
+
+def test_native_target_evaluates_host_markers(tmp_path, index):
+    nodes = by_name(
+        plan(
+            tmp_path,
+            index,
+            [("root", "1.0", "py3-none-any", ("purehelper==2.0",))],
+            platform="native",
+        )
+    )
+    assert "x86only" in nodes if Target("3.11", "native").arch == "x86_64" else True
+
+
+def test_missing_names_requirement_and_dependent(tmp_path, index):
+    nodes = by_name(plan(tmp_path, index, [("root", "1.0", "py3-none-any", ("ghost>=1",))]))
+    ghost = nodes["ghost"]
+    assert ghost.action is Action.MISSING
+    assert ghost.requirement == "ghost>=1" and ghost.needed_by == ("root==1.0",)
+    assert "no such project" in ghost.detail
+
+
+def test_input_wheel_satisfies_dependency_by_normalised_name(tmp_path, index):
+    nodes = plan(
+        tmp_path,
+        index,
+        [
+            ("root", "1.0", "py3-none-any", ("Foo_Bar>=3",)),
+            ("foo.bar", "3.0", "py3-none-any"),
+        ],
+    )
+    assert [k for k in nodes if k[0] == "foo-bar"] == [("foo-bar", "3.0")]
+    assert nodes[("foo-bar", "3.0")].action is Action.REUSE
+    assert nodes[("foo-bar", "3.0")].needed_by == ("root==1.0",)
+
+
+def test_conflict_is_reported(tmp_path, index):
+    nodes = plan(
+        tmp_path,
+        index,
+        [
+            ("root", "1.0", "py3-none-any", ("cfast>=2",)),
+            ("cfast", "1.0", "py3-none-any"),
+        ],
+    )
+    conflict = [n for n in nodes.values() if n.action is Action.MISSING]
+    assert len(conflict) == 1 and "conflict" in conflict[0].detail
+
+
+def test_skip_known_failures(tmp_path, index):
+    inp = tmp_path / "in"
+    recs = [scan_wheel(make_wheel(inp, "cfast", "1.0", X86))]
+    calls = []
+
+    def last_status(name, version):
+        calls.append((name, version))
+        return "failed"
+
+    planner = Planner(
+        Target("3.11", "manylinux2014_s390x"),
+        PlanSettings(skip_known_failures=True),
+        index,
+        tmp_path / "dl",
+        last_status,
+    )
+    (node,) = planner.plan(recs)
+    assert node.action is Action.SKIP and calls == [("cfast", "1.0")]
+
+
+def test_downloads_are_cached(tmp_path, index):
+    plan(tmp_path, index, [("root", "1.0", "py3-none-any", ("lvl1",))])
+    dl = Path(tmp_path / "dl")
+    first = {p.name: p.stat().st_mtime_ns for p in dl.iterdir()}
+    plan(tmp_path, index, [("root", "1.0", "py3-none-any", ("lvl1",))])
+    assert {p.name: p.stat().st_mtime_ns for p in dl.iterdir()} == first
