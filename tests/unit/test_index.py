@@ -1,0 +1,93 @@
+import hashlib
+import json
+
+import pytest
+
+from refinery_lib.errors import IndexAccessError, UnsafeNameError
+from refinery_lib.index import SimpleIndex, _parse_html_page, _parse_json_page, safe_filename
+from refinery_lib.models import DistFile
+
+
+def test_html_page_fields():
+    html = (
+        '<a href="../../files/foo-1.0.tar.gz#sha256=abc" data-requires-python="&gt;=3.9">x</a>'
+        '<a href="https://h/foo-0.9-py3-none-any.whl" data-yanked="" '
+        'data-core-metadata="sha256=def">y</a>'
+        '<a href="../../files/..%2F..%2Fetc%2Fpasswd">evil</a>'
+    )
+    files = _parse_html_page(html, "http://idx/simple/foo/")
+    assert [f.filename for f in files] == ["foo-1.0.tar.gz", "foo-0.9-py3-none-any.whl"]
+    sdist, wheel = files
+    assert sdist.url == "http://idx/files/foo-1.0.tar.gz" and sdist.sha256 == "abc"
+    assert sdist.requires_python == ">=3.9" and not sdist.yanked
+    assert wheel.yanked and wheel.metadata_url == "https://h/foo-0.9-py3-none-any.whl.metadata"
+
+
+def test_json_page_fields():
+    data = {
+        "files": [
+            {
+                "filename": "foo-1.0.tar.gz",
+                "url": "../../f/foo-1.0.tar.gz",
+                "hashes": {"sha256": "aa"},
+                "requires-python": ">=3.8",
+                "yanked": "bad release",
+                "core-metadata": {"sha256": "x"},
+            },
+            {"filename": "../escape.whl", "url": "x", "hashes": {}},
+        ]
+    }
+    (f,) = _parse_json_page(data, "https://idx/simple/foo/")
+    assert f.url == "https://idx/f/foo-1.0.tar.gz" and f.sha256 == "aa" and f.yanked
+    assert f.metadata_url.endswith(".tar.gz.metadata")
+
+
+@pytest.mark.parametrize("name", ["../x.whl", "a/b.whl", "..", "", ".hidden"])
+def test_unsafe_filenames(name):
+    with pytest.raises(UnsafeNameError):
+        safe_filename(name)
+
+
+def test_download_verifies_sha256_and_caches(tmp_path):
+    src = tmp_path / "files" / "foo-1.0.tar.gz"
+    src.parent.mkdir()
+    src.write_bytes(b"payload")
+    good = hashlib.sha256(b"payload").hexdigest()
+    idx = SimpleIndex("file:///nonexistent")
+    dl = tmp_path / "dl"
+    path = idx.download(DistFile("foo-1.0.tar.gz", src.as_uri(), good), dl)
+    assert path.read_bytes() == b"payload"
+    mtime = path.stat().st_mtime_ns
+    idx.download(DistFile("foo-1.0.tar.gz", src.as_uri(), good), dl)
+    assert path.stat().st_mtime_ns == mtime
+    with pytest.raises(IndexAccessError, match="sha256 mismatch"):
+        idx.download(DistFile("bar-1.0.tar.gz", src.as_uri(), "0" * 64), dl)
+    assert sorted(p.name for p in dl.iterdir()) == ["foo-1.0.tar.gz"]  # no partial file left
+
+
+def test_project_files_across_indexes_first_wins(tmp_path):
+    for idx_name, body in (("a", "foo-1.0.tar.gz"), ("b", "foo-2.0.tar.gz")):
+        page = tmp_path / idx_name / "simple" / "foo"
+        page.mkdir(parents=True)
+        (page / "index.html").write_text(f'<a href="{body}">{body}</a>')
+    idx = SimpleIndex((tmp_path / "a" / "simple").as_uri(), ((tmp_path / "b" / "simple").as_uri(),))
+    assert sorted(str(r.version) for r in idx.releases("Foo")) == ["1.0", "2.0"]
+    assert idx.project_files("nothing-here") == []
+
+
+def test_unsupported_scheme():
+    with pytest.raises(IndexAccessError, match="scheme"):
+        SimpleIndex("ftp://x/simple").project_files("foo")
+
+
+def test_json_content_detected(tmp_path):
+    page = tmp_path / "simple" / "foo"
+    page.mkdir(parents=True)
+    (page / "index.html").write_text(
+        json.dumps(
+            {"files": [{"filename": "foo-1.0.tar.gz", "url": "foo-1.0.tar.gz", "hashes": {}}]}
+        )
+    )
+    assert [
+        f.filename for f in SimpleIndex((tmp_path / "simple").as_uri()).project_files("foo")
+    ] == ["foo-1.0.tar.gz"]

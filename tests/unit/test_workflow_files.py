@@ -1,0 +1,45 @@
+"""The workflow's static files: schema defaults match config.yaml, envs are pinned, rules thin."""
+
+import re
+
+import jsonschema
+import yaml
+
+from tests.conftest import REPO
+
+
+def test_config_validates_and_every_property_is_documented():
+    schema = yaml.safe_load((REPO / "config/schemas/config.schema.yaml").read_text())
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    jsonschema.validate(config, schema)
+
+    def walk(node, path):
+        for name, prop in node.get("properties", {}).items():
+            assert prop.get("description"), f"{path}{name} has no description"
+            if path == "" or "default" in node:
+                assert "default" in prop or name in ("version", "env"), f"{path}{name}: no default"
+            walk(prop, f"{path}{name}.")
+
+    walk(schema, "")
+
+
+def test_envs_are_pinned_and_used():
+    used = set()
+    for rule_file in (REPO / "rules").glob("*.smk"):
+        used |= set(re.findall(r'"\.\./envs/([\w-]+\.yaml)"', rule_file.read_text()))
+    envs = {p.name for p in (REPO / "envs").glob("*.yaml")}
+    assert used and used <= envs
+    for name in envs:
+        env = yaml.safe_load((REPO / "envs" / name).read_text())
+        assert env["channels"] and env["dependencies"]
+        for dep in env["dependencies"]:
+            assert re.fullmatch(r"[\w.-]+ =[\w.*]+", dep), f"{name}: {dep!r} is not pinned"
+
+
+def test_rules_are_thin():
+    for rule_file in (REPO / "rules").glob("*.smk"):
+        text = rule_file.read_text()
+        assert "run:" not in text and "shell=True" not in text and "lambda" not in text
+    for script in (REPO / "scripts").glob("*.py"):
+        body = [ln for ln in script.read_text().splitlines() if ln.strip()]
+        assert len(body) <= 15, f"{script.name} holds logic: move it to refinery_lib"
