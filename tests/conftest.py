@@ -25,6 +25,17 @@ PROJECTS = [
     ("cdep", "0.5", {"requires": ("cfast>=1.0",)}),
     ("purehelper", "2.0", {"c_ext": False}),
     ("broken", "0.1", {"broken": True}),
+    # resilience fixtures: each fails in one specific, real way
+    ("needs-variant", "1.0", {"extra_include": '#ifndef REFINERY_VARIANT_OK\n'
+                              '#error "needs the with-flag variant"\n#endif'}),
+    ("sleepy", "1.0", {"build_sleep": 120}),
+    ("flaky", "1.0", {"flaky": True}),
+    ("missing-header", "1.0", {"extra_include": "#include <refinery_missing.h>"}),
+    ("needs-zstd", "1.0", {"extra_include": "#include <zstd.h>"}),
+    ("flip", "1.0", {"broken": True}),
+    ("flip", "1.1", {}),
+    ("flip", "2.0", {}),
+    ("needs-build-dep", "1.0", {"build_requires": ("cfast",)}),
 ]
 
 

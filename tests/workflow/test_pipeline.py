@@ -59,7 +59,7 @@ def _entries(tmp: Path) -> dict[str, dict]:
 
 def test_mixed_wheelhouse_statuses_and_failure_isolation(tmp_path, index_url, isolated_pip_env):
     _wheelhouse(tmp_path / "in", bad=True)
-    res = _refine(tmp_path, index_url, isolated_pip_env)
+    res = _refine(tmp_path, index_url, isolated_pip_env, "--max-attempts", "1")
     assert res.returncode == 1, res.stdout + res.stderr
     entries = _entries(tmp_path)
     status = {name: e["status"] for name, e in entries.items()}
@@ -90,7 +90,7 @@ def test_mixed_wheelhouse_statuses_and_failure_isolation(tmp_path, index_url, is
     assert rows["broken"] == "failed" and rows["cdep"] == "built" and rows["ghostpkg"] == "missing"
 
     # the next run retries exactly the failed target and rebuilds nothing else
-    res2 = _refine(tmp_path, index_url, isolated_pip_env)
+    res2 = _refine(tmp_path, index_url, isolated_pip_env, "--max-attempts", "1")
     assert res2.returncode == 1
     again = _entries(tmp_path)
     assert again["cdep"]["status"] == "built"  # outcome kept from run 1, not rebuilt
