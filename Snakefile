@@ -17,6 +17,18 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 validate(config, "config/schemas/config.schema.yaml")
 
 
+# light bookkeeping stays on the submit host; only builds become cluster jobs
+localrules:
+    all,
+    prefetch,
+    scan,
+    plan,
+    reuse_wheels,
+    fetch_wheels,
+    fetch_sdist,
+    aggregate,
+
+
 include: "rules/common.smk"
 include: "rules/scan.smk"
 include: "rules/plan.smk"

@@ -20,6 +20,7 @@ from .errors import CommandError
 from .files import atomic_write_text, read_json, write_json
 from .history import History
 from .models import BAD_STATUSES, Action, Outcome, PlanNode, Status
+from .provenance import provenance, write_provenance
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,13 @@ def collect(settings: Settings) -> tuple[dict, list[Outcome], list[dict]]:
         res / "fetch" / "fetched.json"
     ):
         found[_okey(o.name, o.version)] = o
+    by_key: dict[str, Outcome] = {}
     for n in nodes:
         if n.action is Action.BUILD:
+            # by key: with fallback-latest the outcome's version may differ from the plan's
             for o in load_outcomes(res / "outcomes" / f"{n.key}.json"):
                 _add_benchmark(o, res / "benchmarks" / "build_wheel" / f"{n.key}.tsv")
-                found[_okey(o.name, o.version)] = o
+                by_key[n.key] = o
     # failure records survive outside declared outputs; an outcome of the same node wins
     for path in (
         sorted(settings.paths.failures.glob("*.json")) if settings.paths.failures.exists() else []
@@ -57,17 +60,12 @@ def collect(settings: Settings) -> tuple[dict, list[Outcome], list[dict]]:
         for o in load_outcomes(path):
             found.setdefault(_okey(o.name, o.version), o)
     outcomes: list[Outcome] = []
-    failed_keys = set()
     for n in nodes:
-        o = found.get(_okey(n.name, n.version))
-        if o is None and n.fallback_from:
-            o = found.get(_okey(n.name, n.fallback_from))
+        o = by_key.get(n.key) or found.get(_okey(n.name, n.version))
         if o is None:
             o = _from_plan(n, found, nodes)
         o.metadata.setdefault("needed_by", list(n.needed_by))
         o.metadata.setdefault("plan", n.detail)
-        if o.status is Status.FAILED:
-            failed_keys.add(n.key)
         outcomes.append(o)
     for inv in plan.get("invalid", []):
         outcomes.append(
@@ -223,8 +221,15 @@ def aggregate(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
         "closure": closure,
         "entries": [e.to_json() | {"events": None} for e in entries],
     }
-    for entry in manifest["entries"]:
+    nodes = {(n["name"], n["version"]): PlanNode.from_json(n) for n in plan["nodes"]}
+    for entry, outcome in zip(manifest["entries"], entries, strict=True):
         entry.pop("events")
+        if outcome.status in LANDED and outcome.wheel:
+            planned = outcome.metadata.get("fallback_from") or outcome.version
+            node = nodes.get((outcome.name, planned))
+            record = provenance(outcome, node, manifest["target"])
+            write_provenance(settings.paths.output, outcome, record)
+            entry["provenance"] = record
     write_json(settings.paths.manifest, manifest)
     history = History(settings.paths.history_db)
     history.start_run(run_id, target.python_tag, target.platform_tag)

@@ -1,4 +1,7 @@
-"""Building one package from its sdist with the local builder, then repairing to the target."""
+"""Building one package from its sdist: attempts over variants, hints, recipes, fallback-latest.
+
+The local builder runs here; `python -m build` does the building and auditwheel the repair.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +13,37 @@ import re
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import parse_wheel_filename
+from packaging.version import Version
 
 from . import proc
+from .attempts import order_variants, variant_for_attempt, variant_stats
 from .errors import BuildError, CommandError, IndexAccessError
 from .files import inside, place_wheel, read_json, write_json
+from .hints import Hint, match_log, python_deps_from_hints, recipe_from_hints
 from .history import new_event
+from .index import candidate_versions
 from .models import DistFile, Outcome, PlanNode, Status
+from .recipes import Recipe, apply_on_host, host_package_family
+from .reproducible import (
+    extract_sdist,
+    installed_build_deps,
+    normalize_wheel,
+    source_date_epoch,
+)
 from .settings import Settings
+from .smoke import smoke_import
 from .targets import host_arch
 from .wheels import sha256_file
 
 log = logging.getLogger(__name__)
 
-_ERROR_LINE = re.compile(r"(error|Error|ERROR|fatal|No matching distribution)")
+_ERROR_LINE = re.compile(r"(error|Error|ERROR|fatal|No matching distribution|killed after)")
 
 
 def interpreter_for(python: str) -> str:
@@ -51,15 +69,16 @@ def check_local_target(settings: Settings) -> None:
         )
 
 
-def build_key(node: PlanNode, settings: Settings, sdist_sha: str) -> str:
-    """What makes two builds the same: sdist, target, variant and package overrides."""
+def build_key(name: str, settings: Settings, sdist_sha: str) -> str:
+    """What makes two builds the same: sdist, target, variants, recipes and overrides."""
     blob = json.dumps(
         {
             "sdist": sdist_sha,
             "python": settings.target.python,
             "platform": settings.target.platform_tag,
-            "variant": settings.variant,
-            "override": settings.overrides.get(node.name, {}),
+            "variants": {k: repr(v) for k, v in settings.variants.items()},
+            "binary_build_deps": settings.binary_build_deps,
+            "override": settings.overrides.get(name, {}),
         },
         sort_keys=True,
     )
@@ -72,115 +91,485 @@ def fetch_sdist(node: PlanNode, settings: Settings) -> Path:
     return settings.index().download(dist, settings.paths.downloads)
 
 
-def build_package(node: PlanNode, sdist: Path, settings: Settings) -> Outcome:
-    """Build `node` from `sdist`; raises BuildError (with events attached) on failure."""
-    paths = settings.paths
-    sdist_sha = sha256_file(sdist)
-    key = build_key(node, settings, sdist_sha)
-    record_path = inside(paths.wheels / ".records", f"{node.key}-{key}.json")
-    base_meta = {
-        "sdist": sdist.name,
-        "sdist_sha256": sdist_sha,
-        "build_key": key,
-        "needed_by": list(node.needed_by),
-        "fallback_from": node.fallback_from,
-    }
-    if record_path.exists():
-        rec = read_json(record_path)
-        cached_wheel = paths.wheels / rec["wheel"]
-        if cached_wheel.exists() and sha256_file(cached_wheel) == rec["sha256"]:
-            dest = place_wheel(cached_wheel, paths.output, rec["sha256"])
-            meta = {**rec.get("metadata", {}), **base_meta, "cached_from": rec.get("built_at")}
-            detail = f"wheel built earlier from the same sdist and settings: {dest.name}"
-            return Outcome(
-                node.name,
-                node.version,
-                Status.CACHED,
-                path=str(dest),
-                detail=detail,
-                sha256=rec["sha256"],
-                wheel=dest.name,
-                metadata=meta,
-                events=[new_event(node.name, node.version, Status.CACHED, detail, **meta)],
-            )
+def sdist_for(node: PlanNode, settings: Settings) -> Path:
+    """The cached sdist of a build node (downloaded by fetch_sdist)."""
+    try:
+        return fetch_sdist(node, settings)
+    except IndexAccessError as exc:
+        raise BuildError(f"cannot fetch the sdist of {node.name} {node.version}: {exc}") from exc
 
-    check_local_target(settings)
-    python = interpreter_for(settings.target.python)
-    variant = settings.variant
-    attempt = 1
-    log_path = inside(paths.logs, f"{node.key}-attempt{attempt}-{variant}.log")
-    if log_path.exists():
-        log_path.unlink()
-    work = inside(paths.builds, node.key)
+
+@dataclass
+class AttemptResult:
+    number: int
+    variant: str
+    log_path: Path
+    ok: bool
+    duration: float
+    exit_code: int | None = None
+    timed_out: bool = False
+    wheel: Path | None = None
+    detail: str = ""
+    hints: list[dict[str, Any]] = field(default_factory=list)
+    build_deps: dict[str, str] = field(default_factory=dict)
+    source_date_epoch: int | None = None
+
+
+@dataclass
+class _Run:
+    """The state of one package's build across attempts (and a fallback version)."""
+
+    node: PlanNode
+    settings: Settings
+    events: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[AttemptResult] = field(default_factory=list)
+    recipes: list[dict[str, Any]] = field(default_factory=list)
+    container_meta: dict[str, Any] = field(default_factory=dict)
+    smoke: dict[str, Any] = field(default_factory=dict)
+
+    def event(self, version: str, status: Status, detail: str, **meta: Any) -> None:
+        self.events.append(new_event(self.node.name, version, status, detail, **meta))
+
+
+def build_package(node: PlanNode, sdist: Path, settings: Settings) -> Outcome:
+    """Build `node` from `sdist`; raises BuildError (with `events` and `metadata`) on failure."""
+    cached = _cached_outcome(node, sdist, settings)
+    if cached is not None:
+        return cached
+    if settings.container is None:
+        check_local_target(settings)
+    run = _Run(node, settings)
+    result = _attempt_all(run, node.version, sdist)
+    version, used_sdist = node.version, sdist
+    if not result.ok and settings.plan.fallback_latest:
+        fallback = _fallback_sdist(node, settings)
+        if fallback is not None:
+            version, used_sdist = fallback
+            log.info("%s %s failed; fallback-latest tries %s", node.name, node.version, version)
+            result = _attempt_all(run, version, used_sdist, first_number=len(run.attempts) + 1)
+    if not result.ok:
+        raise _failure(run, result)
+    return _success(run, result, version, used_sdist)
+
+
+def _attempt_all(run: _Run, version: str, sdist: Path, first_number: int = 1) -> AttemptResult:
+    settings, node = run.settings, run.node
+    override = settings.overrides.get(node.name, {})
+    order = order_variants(
+        settings.variant_order,
+        variant_stats(settings.paths.history_db, node.name),
+        override.get("variants", ()),
+    )
+    recipe = Recipe.from_override(override)
+    policy = settings.attempts
+    result: AttemptResult | None = None
+    for i in range(1, policy.max_attempts + 1):
+        number = first_number + i - 1
+        variant = variant_for_attempt(order, i)
+        result = _attempt(run, version, sdist, number, variant, recipe if i == 1 else Recipe())
+        if result.ok:
+            return result
+        wait = policy.backoff(i) if i < policy.max_attempts else 0.0
+        run.events[-1]["metadata"]["backoff"] = wait
+        if wait:
+            time.sleep(wait)
+    assert result is not None
+    hints = _unique_hints(a.hints for a in run.attempts)
+    if settings.recipes.auto_apply and hints:
+        found = [Hint.from_json(h) for h in hints]
+        suggestion = Recipe.from_override(recipe_from_hints(found, host_package_family()), "hints")
+        if not suggestion.empty:
+            number = first_number + policy.max_attempts
+            detail = "auto-applied suggestions from hints: " + ", ".join(
+                list(suggestion.system_packages) + [" ".join(s) for s in suggestion.steps]
+            )
+            run.event(
+                version,
+                Status.SYSTEM_RECIPE,
+                detail,
+                hints=[h["id"] for h in hints],
+                attempt=number,
+                **suggestion.to_json(),
+            )
+            retry = _attempt(run, version, sdist, number, order[0], recipe.merged(suggestion))
+            applied = run.recipes[-1].get("applied", False) if run.recipes else False
+            run.events[-2]["metadata"]["applied"] = applied
+            return retry
+    return result
+
+
+def _attempt(
+    run: _Run, version: str, sdist: Path, number: int, variant_name: str, recipe: Recipe
+) -> AttemptResult:
+    settings, node = run.settings, run.node
+    paths = settings.paths
+    variant = settings.variants[variant_name]
+    key = f"{node.key.rsplit('-', 1)[0]}-{version}"
+    log_path = inside(paths.logs, f"{key}-attempt{number}-{variant_name}.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text(
+        f"# refinery build of {node.name} {version}: attempt {number}, variant {variant_name}\n"
+    )
+    # one fixed folder per package: the same source path on every attempt and every rebuild
+    work = inside(paths.builds, key)
     shutil.rmtree(work, ignore_errors=True)
     dist_dir = work / "dist"
     dist_dir.mkdir(parents=True)
-    env = _build_env(node, settings)
-    argv = [python, "-m", "build", "--wheel", "--outdir", str(dist_dir)]
-    if variant == "no-isolation":
-        argv.append("--no-isolation")
-    argv.append(str(sdist))
     started = time.time()
-    events: list[dict] = []
-    meta = {
-        **base_meta,
-        "variant": variant,
-        "attempt": attempt,
-        "log_path": str(log_path),
-        "builder": "local",
-    }
+    result = AttemptResult(number, variant_name, log_path, ok=False, duration=0.0)
+    error = ""
     try:
-        result = proc.run(argv, log_path=log_path, env=env, cwd=work)
-        wheel = _single_wheel(dist_dir)
-        wheel = _repair(wheel, settings, work, log_path, env)
+        epoch = source_date_epoch(sdist)
+        build = _container_build if settings.container is not None else _local_build
+        wheel = build(run, sdist, work, variant, recipe, log_path, epoch, result)
+        if wheel is not None:
+            normalize_wheel(wheel, epoch)
+            result.wheel = wheel
+            result.build_deps = installed_build_deps(log_path.read_text(errors="replace"))
+            result.source_date_epoch = epoch
+            result.ok = True
     except (CommandError, BuildError) as exc:
-        duration = time.time() - started
-        timed_out = isinstance(exc, CommandError) and exc.timed_out
-        code = exc.returncode if isinstance(exc, CommandError) else None
-        reason = _last_error(log_path) or str(exc)
-        detail = (
-            f"build of {sdist.name} failed ({'timeout' if timed_out else f'exit {code}'}): {reason}"
+        result.exit_code = getattr(exc, "returncode", result.exit_code)
+        error = str(exc) if isinstance(exc, BuildError) else ""
+        with open(log_path, "a", encoding="utf-8") as fh:
+            fh.write(f"refinery: {exc}\n")
+    result.duration = time.time() - started
+    if not result.ok:
+        result.hints = [h.to_json() for h in match_log(log_path)]
+        why = "timeout" if result.timed_out else f"exit {result.exit_code}"
+        result.detail = f"attempt {number} ({variant_name}) failed ({why}): " + (
+            error or _last_error(log_path) or "see the log"
         )
-        meta.update(duration=round(duration, 3), exit_code=code, timed_out=timed_out)
-        events.append(new_event(node.name, node.version, Status.ATTEMPT, detail, **meta))
-        events.append(new_event(node.name, node.version, Status.FAILED, detail, **meta))
-        err = BuildError(detail, log_path)
-        err.events = events  # type: ignore[attr-defined]
-        err.metadata = meta  # type: ignore[attr-defined]
-        raise err from exc
-    duration = time.time() - started
-    sha = sha256_file(wheel)
-    cached = place_wheel(wheel, paths.wheels, sha)
-    dest = place_wheel(wheel, paths.output, sha)
-    tags = sorted(str(t) for t in parse_wheel_filename(wheel.name)[3])
-    meta.update(duration=round(duration, 3), exit_code=result.returncode, tags=tags)
-    write_json(
-        record_path,
-        {"wheel": cached.name, "sha256": sha, "metadata": meta, "built_at": time.time()},
+        shutil.rmtree(work, ignore_errors=True)
+    run.attempts.append(result)
+    run.event(
+        version,
+        Status.ATTEMPT,
+        "succeeded" if result.ok else result.detail,
+        attempt=number,
+        variant=variant_name,
+        ok=result.ok,
+        exit_code=result.exit_code,
+        timed_out=result.timed_out,
+        duration=round(result.duration, 3),
+        log_path=str(log_path),
+        hints=result.hints,
+        # a missing Python dependency says nothing about the variant (see attempts.py)
+        dependency_missing=any(h.get("category") == "python-dep" for h in result.hints),
     )
-    shutil.rmtree(work, ignore_errors=True)
-    detail = f"built {dest.name} from {sdist.name} in {duration:.1f} s"
-    events.append(new_event(node.name, node.version, Status.ATTEMPT, "succeeded", **meta))
-    events.append(new_event(node.name, node.version, Status.BUILT, detail, **meta))
+    return result
+
+
+def _local_build(
+    run: _Run,
+    sdist: Path,
+    work: Path,
+    variant,
+    recipe: Recipe,
+    log_path: Path,
+    epoch: int,
+    result: AttemptResult,
+) -> Path | None:
+    """One attempt with this host's interpreter, from a fixed source folder; None if it failed."""
+    settings = run.settings
+    src = extract_sdist(sdist, work / "src")
+    env = _build_env(run.node.name, settings, variant, work, recipe, src, epoch)
+    if not recipe.empty:
+        run.recipes.append(apply_on_host(recipe, settings.recipes, log_path, work, env))
+    dist_dir = work / "dist"
+    argv = [
+        interpreter_for(settings.target.python),
+        "-m",
+        "build",
+        "--wheel",
+        "--outdir",
+        str(dist_dir),
+    ]
+    if not variant.isolation:
+        argv.append("--no-isolation")
+    argv.append(str(src))
+    res = proc.run(
+        argv, log_path=log_path, env=env, cwd=work, timeout=settings.attempts.timeout, check=False
+    )
+    result.exit_code, result.timed_out = res.returncode, res.timed_out
+    if res.returncode != 0 or res.timed_out:
+        return None
+    wheel = _repair(_single_wheel(dist_dir), settings, work, log_path, env)
+    paths = settings.paths
+    smoke = smoke_import(
+        settings, wheel, (paths.wheels, paths.downloads, paths.output, paths.input)
+    )
+    run.smoke = smoke
+    with open(log_path, "a", encoding="utf-8") as fh:
+        fh.write(f"smoke import of {', '.join(smoke['modules'])}: {smoke}\n")
+    if smoke.get("ok") is False:
+        raise BuildError(f"smoke import failed: {smoke.get('detail', '')}", log_path)
+    return wheel
+
+
+def _container_build(
+    run: _Run,
+    sdist: Path,
+    work: Path,
+    variant,
+    recipe: Recipe,
+    log_path: Path,
+    epoch: int,
+    result: AttemptResult,
+) -> Path:
+    """One attempt in a fresh container of the target architecture (recipes run inside)."""
+    from .containers import build_in_container, ensure_image
+
+    settings, c = run.settings, run.settings.container
+    assert c is not None
+    target = settings.target
+    image = ensure_image(
+        c.engine,
+        c.preset or None,
+        target.arch,
+        Path(c.image_cache) if c.image_cache else None,
+        image=c.image or None,
+        log_path=log_path,
+    )
+    env = settings.pip_index_env()
+    env["PIP_FIND_LINKS"] = f"{settings.paths.wheels} {settings.paths.downloads}"
+    env["SOURCE_DATE_EPOCH"] = str(epoch)
+    if variant.isolation and settings.binary_build_deps:
+        env["PIP_ONLY_BINARY"] = ":all:"
+    pins = list(variant.constraints) + list(
+        settings.overrides.get(run.node.name, {}).get("build_constraints", [])
+    )
+    if pins:
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "constraints.txt").write_text("\n".join(pins) + "\n")
+        env["PIP_CONSTRAINT"] = str(work / "constraints.txt")
+    env.update(variant.env)
+    env.update(recipe.env)
+    packages, steps = recipe.system_packages, recipe.steps
+    if not recipe.empty:
+        policy = settings.recipes
+        skipped = (
+            "recipes disabled (--no-system-recipes)"
+            if not policy.enabled
+            else "dry run (--dry-run-recipes)"
+            if policy.dry_run
+            else ""
+        )
+        record = {**recipe.to_json(), "applied": not skipped, "where": "container"}
+        if skipped:
+            record["skipped"] = skipped
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(f"recipe not run ({skipped}): {recipe.to_json()}\n")
+            packages, steps = (), ()
+        run.recipes.append(record)
+    res = build_in_container(
+        sdist,
+        work,
+        engine=c.engine,
+        image=image,
+        preset=c.preset or None,
+        arch=target.arch,
+        target_platform_tag=target.platform_tag,
+        python_tag=target.python_tag,
+        variant="isolated" if variant.isolation else "no-isolation",
+        system_packages=packages,
+        recipe_steps=steps,
+        env=env,
+        cpu=c.cpu or None,
+        memory=c.memory or None,
+        log_path=log_path,
+        timeout=settings.attempts.timeout,
+        network=c.network,
+        find_links=[settings.paths.wheels, settings.paths.downloads],
+    )
+    run.container_meta = res.metadata()
+    return res.wheel
+
+
+def _cached_outcome(node: PlanNode, sdist: Path, settings: Settings) -> Outcome | None:
+    paths = settings.paths
+    sdist_sha = sha256_file(sdist)
+    record_path = inside(
+        paths.wheels / ".records", f"{node.key}-{build_key(node.name, settings, sdist_sha)}.json"
+    )
+    if not record_path.exists():
+        return None
+    rec = read_json(record_path)
+    wheel = paths.wheels / rec["wheel"]
+    if not wheel.exists() or sha256_file(wheel) != rec["sha256"]:
+        return None
+    dest = place_wheel(wheel, paths.output, rec["sha256"])
+    meta = {**rec.get("metadata", {}), "cached_from": rec.get("built_at")}
+    detail = f"wheel built earlier from the same sdist and settings: {dest.name}"
     return Outcome(
         node.name,
-        node.version,
+        rec.get("version", node.version),
+        Status.CACHED,
+        path=str(dest),
+        detail=detail,
+        sha256=rec["sha256"],
+        wheel=dest.name,
+        metadata=meta,
+        events=[new_event(node.name, node.version, Status.CACHED, detail, **meta)],
+    )
+
+
+def _success(run: _Run, result: AttemptResult, version: str, sdist: Path) -> Outcome:
+    node, settings = run.node, run.settings
+    assert result.wheel is not None
+    sha = sha256_file(result.wheel)
+    cached = place_wheel(result.wheel, settings.paths.wheels, sha)
+    dest = place_wheel(result.wheel, settings.paths.output, sha)
+    total = sum(a.duration for a in run.attempts)
+    meta = _metadata(run, result, sdist) | {
+        "duration": round(total, 3),
+        "build_deps": result.build_deps,
+        "source_date_epoch": result.source_date_epoch,
+        "tags": sorted(str(t) for t in parse_wheel_filename(dest.name)[3]),
+    }
+    detail = f"built {dest.name} from {sdist.name} (attempt {result.number}, {result.variant})"
+    meta["fallback_from"] = node.version if version != node.version else ""
+    if version != node.version:
+        detail += (
+            f"; fallback-latest: {node.version} failed every attempt, {version} is the "
+            f"newest version every dependent allows"
+        )
+    record = inside(
+        settings.paths.wheels / ".records",
+        f"{node.key}-{build_key(node.name, settings, sha256_file(sdist))}.json",
+    )
+    write_json(
+        record,
+        {
+            "wheel": cached.name,
+            "sha256": sha,
+            "version": version,
+            "metadata": meta,
+            "built_at": time.time(),
+        },
+    )
+    shutil.rmtree(result.wheel.parent.parent, ignore_errors=True)
+    run.event(version, Status.BUILT, detail, **meta)
+    return Outcome(
+        node.name,
+        version,
         Status.BUILT,
         path=str(dest),
         detail=detail,
         sha256=sha,
         wheel=dest.name,
         metadata=meta,
-        events=events,
+        events=run.events,
     )
 
 
-def _build_env(node: PlanNode, settings: Settings) -> dict[str, str]:
+def _failure(run: _Run, result: AttemptResult) -> BuildError:
+    node = run.node
+    hints = _unique_hints(a.hints for a in run.attempts)
+    meta = _metadata(run, result, None) | {
+        "duration": round(sum(a.duration for a in run.attempts), 3),
+        "exit_code": result.exit_code,
+        "timed_out": result.timed_out,
+        "missing_python_deps": python_deps_from_hints_json(hints),
+    }
+    detail = f"{len(run.attempts)} attempt(s) failed; last: {result.detail}"
+    if hints:
+        detail += "; hints: " + "; ".join(_hint_summary(h) for h in hints[:5])
+    run.event(node.version, Status.FAILED, detail, **meta)
+    err = BuildError(detail, result.log_path, hints)
+    err.events = run.events  # type: ignore[attr-defined]
+    err.metadata = meta  # type: ignore[attr-defined]
+    return err
+
+
+def _metadata(run: _Run, result: AttemptResult, sdist: Path | None) -> dict[str, Any]:
+    return {
+        "variant": result.variant,
+        "attempt": result.number,
+        "attempts": len(run.attempts),
+        "log_path": str(result.log_path),
+        "logs": [str(a.log_path) for a in run.attempts],
+        "hints": _unique_hints(a.hints for a in run.attempts),
+        "recipes": run.recipes,
+        "builder": "container" if run.settings.container else "local",
+        **({"smoke": run.smoke} if run.smoke else {}),
+        **run.container_meta,
+        "needed_by": list(run.node.needed_by),
+        **({"sdist": sdist.name, "sdist_sha256": sha256_file(sdist)} if sdist else {}),
+    }
+
+
+def _hint_summary(hint: dict[str, Any]) -> str:
+    pkgs = []
+    if hint.get("apt"):
+        pkgs.append("apt: " + " ".join(hint["apt"]))
+    if hint.get("dnf"):
+        pkgs.append("dnf: " + " ".join(hint["dnf"]))
+    line = " ".join(str(hint.get("line", "")).split())[:140]
+    where = f"log line {hint.get('line_no')}: {line}"
+    return f"{hint['id']} ({where}{'; ' + ', '.join(pkgs) if pkgs else ''})"
+
+
+def _unique_hints(groups) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        for hint in group:
+            seen.setdefault(hint["id"], hint)
+    return list(seen.values())
+
+
+def python_deps_from_hints_json(hints: list[dict[str, Any]]) -> list[str]:
+    return python_deps_from_hints([Hint.from_json(h) for h in hints])
+
+
+def _fallback_sdist(node: PlanNode, settings: Settings) -> tuple[str, Path] | None:
+    """Newest other version every dependent allows, with an sdist on the index."""
+    try:
+        specs = [SpecifierSet(s) for s in node.specifiers]
+    except InvalidSpecifier:
+        return None
+    index = settings.index()
+    try:
+        releases = index.releases(node.name)
+    except IndexAccessError:
+        return None
+    current = Version(node.version)
+    for ver in candidate_versions(releases, settings.target.python):
+        if ver == current or ver.is_prerelease or not all(s.contains(ver) for s in specs):
+            continue
+        sdists = [r for r in releases if r.version == ver and r.kind == "sdist"]
+        if sdists:
+            try:
+                return str(ver), index.download(sdists[0].file, settings.paths.downloads)
+            except IndexAccessError:
+                return None
+    return None
+
+
+def _build_env(
+    name: str, settings: Settings, variant, work: Path, recipe: Recipe, src: Path, epoch: int
+) -> dict[str, str]:
     env = dict(os.environ)
+    env["SOURCE_DATE_EPOCH"] = str(epoch)
     env.update(settings.pip_index_env())
     env["PIP_FIND_LINKS"] = f"{settings.paths.wheels} {settings.paths.downloads}"
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    env.update({k: str(v) for k, v in settings.overrides.get(node.name, {}).get("env", {}).items()})
+    env.pop("PIP_NO_BINARY", None)  # --no-binary is for the target packages, not build deps
+    if variant.isolation and settings.binary_build_deps:
+        env["PIP_ONLY_BINARY"] = ":all:"
+    pins = list(variant.constraints) + list(
+        settings.overrides.get(name, {}).get("build_constraints", [])
+    )
+    if pins:
+        constraints = work / "constraints.txt"
+        constraints.write_text("\n".join(pins) + "\n")
+        env["PIP_CONSTRAINT"] = str(constraints)
+    env.update(variant.env)
+    env.update(recipe.env)
+    # compiled-in paths name the project, not this cache, so another cache builds the same bytes
+    prefix_map = f"-ffile-prefix-map={src}=/usr/src/{src.name}"
+    for flag in ("CFLAGS", "CXXFLAGS"):
+        env[flag] = f"{env.get(flag, '')} {prefix_map}".strip()
     return env
 
 
@@ -235,11 +624,3 @@ def _last_error(log_path: Path, limit: int = 300) -> str:
         if _ERROR_LINE.search(line) and not line.startswith("$ "):
             return line.strip()[:limit]
     return ""
-
-
-def sdist_for(node: PlanNode, settings: Settings) -> Path:
-    """The cached sdist of a build node (downloaded by fetch_sdist)."""
-    try:
-        return fetch_sdist(node, settings)
-    except IndexAccessError as exc:
-        raise BuildError(f"cannot fetch the sdist of {node.name} {node.version}: {exc}") from exc

@@ -16,6 +16,8 @@ from .errors import RefineryError
 from .settings import Settings
 
 RESULTS = "results"
+#: extra workflow runs when failed builds reveal missing Python dependencies
+REQUEUE_ROUNDS = 2
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -31,6 +33,12 @@ def _run_parser() -> argparse.ArgumentParser:
     paths.add_argument("--manifest", help="manifest path (default OUTPUT/manifest.json)")
     paths.add_argument("--history-db", help="SQLite history (default CACHE/history.db)")
     paths.add_argument("--config", help="config file (TOML, JSON or YAML) with workflow settings")
+    paths.add_argument(
+        "--replay",
+        metavar="MANIFEST",
+        help="rebuild the versions, variants, recipes and build-dependency "
+        "versions an earlier manifest recorded",
+    )
     tgt = p.add_argument_group("target")
     tgt.add_argument("--python", help="target CPython version, e.g. 3.11")
     tgt.add_argument(
@@ -56,12 +64,49 @@ def _run_parser() -> argparse.ArgumentParser:
         metavar="NAME[EXTRA,...]",
         help="request extras of a package, e.g. 'requests[socks]'",
     )
+    at = p.add_argument_group("attempts")
+    at.add_argument("--max-attempts", type=int)
+    at.add_argument("--attempt-timeout", type=float, help="seconds per attempt")
+    at.add_argument("--attempt-backoff-base", type=float, help="seconds; doubles per attempt")
+    at.add_argument("--attempt-backoff-max", type=float, help="cap of the backoff, seconds")
+    rc = p.add_argument_group("recipes")
+    rc.add_argument(
+        "--allow-system-recipes",
+        action="store_true",
+        default=None,
+        help="let the local builder run recipe steps and installs on this host",
+    )
+    rc.add_argument(
+        "--no-system-recipes", action="store_true", default=None, help="never apply recipes"
+    )
+    rc.add_argument(
+        "--dry-run-recipes",
+        action="store_true",
+        default=None,
+        help="log the recipe commands, run none",
+    )
+    rc.add_argument(
+        "--auto-apply-suggestions",
+        action="store_true",
+        default=None,
+        help="turn hints of a failed package into a recipe for one extra attempt",
+    )
+    co = p.add_argument_group("containers")
+    co.add_argument("--container-engine", choices=["podman", "docker"])
+    co.add_argument("--container-preset", choices=["rocky", "fedora", "ubuntu", "debian"])
+    co.add_argument("--container-image", help="a builder image of your own")
+    co.add_argument("--container-cpu", help="CPU limit per build container, e.g. 2")
+    co.add_argument("--container-memory", help="memory limit per build container, e.g. 4g")
+    co.add_argument("--container-network", choices=["on", "off"],
+                    help="off runs builds with --network none on pre-fetched files")
     ix = p.add_argument_group("index")
     ix.add_argument("--index-url")
     ix.add_argument("--extra-index-url", action="append", default=None)
     ix.add_argument("--trusted-host", action="append", default=None)
     ex = p.add_argument_group("execution")
     ex.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1)
+    ex.add_argument("--schedule", choices=["shortest-first", "fifo", "longest-first"],
+                    help="build order: by observed duration (default shortest-first) or input")
     ex.add_argument(
         "--profile",
         default="default",
@@ -86,6 +131,11 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     conf = cfg.defaults()
     if args.config:
         conf = cfg.merge(conf, cfg.load_file(Path(args.config)))
+    if args.replay:
+        from .diff import load_manifest
+        from .verify import replay_overrides
+
+        conf = cfg.merge(conf, {"overrides": replay_overrides(load_manifest(Path(args.replay)))})
     flags: dict[str, Any] = {
         "input": str(Path(args.input).resolve()),
         "output": str(Path(args.output).resolve()),
@@ -126,13 +176,57 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         index["extra_urls"] = args.extra_index_url
     if args.trusted_host:
         index["trusted_hosts"] = args.trusted_host
-    for key, value in (("target", target), ("strategy", strategy), ("index", index)):
+    build = {
+        key: value
+        for key, value in (
+            ("max_attempts", args.max_attempts),
+            ("attempt_timeout", args.attempt_timeout),
+            ("backoff_base", args.attempt_backoff_base),
+            ("backoff_max", args.attempt_backoff_max),
+        )
+        if value is not None
+    }
+    builder = {
+        key: value
+        for key, value in (
+            ("engine", args.container_engine),
+            ("preset", args.container_preset),
+            ("image", args.container_image),
+            ("cpu", args.container_cpu),
+            ("memory", args.container_memory),
+        )
+        if value
+    }
+    if args.container_network:
+        builder["network"] = args.container_network == "on"
+    if builder:
+        builder["kind"] = "container"
+    recipes: dict[str, Any] = {}
+    if args.allow_system_recipes:
+        recipes["allow_system"] = True
+    if args.no_system_recipes:
+        recipes["enabled"] = False
+    if args.dry_run_recipes:
+        recipes["dry_run"] = True
+    if args.auto_apply_suggestions:
+        recipes["auto_apply_suggestions"] = True
+    for key, value in (
+        ("target", target),
+        ("strategy", strategy),
+        ("index", index),
+        ("build", build),
+        ("recipes", recipes),
+        ("builder", builder),
+    ):
         if value:
             flags[key] = value
     if args.no_closure_check:
         flags["closure_check"] = False
+    if args.schedule:
+        flags["schedule"] = args.schedule
+    if args.verbose:
+        flags["verbose"] = True
     conf = cfg.merge(conf, flags)
-    conf.pop("verbose", None)
     cfg.validate(conf)
     return conf
 
@@ -172,6 +266,20 @@ def snakemake_argv(
     return argv
 
 
+def _prepare_image(settings: Settings) -> None:
+    """Build the debian builder image on first use, with its progress on the terminal."""
+    from .containers import ensure_image
+
+    c = settings.container
+    assert c is not None
+    print(f"refinery: checking the {c.preset or c.image} builder image for "
+          f"{settings.target.arch}", file=sys.stderr)
+    ensure_image(c.engine, c.preset or None, settings.target.arch,
+                 Path(c.image_cache) if c.image_cache else None,
+                 progress=lambda line: print(f"  {line}", file=sys.stderr),
+                 image=c.image or None)
+
+
 def forced_targets(settings: Settings, names: list[str]) -> list[str]:
     """Build targets of `names` in the current plan; their cached wheels are forgotten."""
     from packaging.utils import canonicalize_name
@@ -205,8 +313,6 @@ def run(argv: list[str]) -> int:
     if not Path(args.input).is_dir():
         raise RefineryError(f"--input {args.input} is not a folder")
     conf = config_from_args(args)
-    if args.verbose:
-        conf["verbose"] = True
     settings = Settings.from_config(conf)
     # refinery keeps the per-step records in CACHE/workflow/results
     conf["results"] = RESULTS
@@ -217,17 +323,32 @@ def run(argv: list[str]) -> int:
     atomic_write_text(config_path, yaml.safe_dump(conf, sort_keys=True))
     # results are relative to the working directory, so the cache holds them
     settings = Settings.from_config(conf, workdir)
+    if settings.container is not None and not args.dry_run:
+        _prepare_image(settings)
     env = dict(os.environ)
     env["REFINERY_RUN_ID"] = (
         time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     )
     env["REFINERY_SUMMARY_BY_CLI"] = "1"
+    from . import requeue
+
     smk = snakemake_argv(args, config_path, workdir, settings)
-    try:
-        result = proc.run(smk, env=env, check=False, capture=False)
-        rc = result.returncode
-    except CommandError as exc:
-        raise RefineryError(f"cannot start snakemake: {exc}") from exc
+    for round_ in range(1 + REQUEUE_ROUNDS):
+        before = requeue.load(settings.paths.requeue)
+        try:
+            rc = proc.run(smk, env=env, check=False, capture=False).returncode
+        except CommandError as exc:
+            raise RefineryError(f"cannot start snakemake: {exc}") from exc
+        after = requeue.load(settings.paths.requeue)
+        if args.dry_run or after == before or round_ == REQUEUE_ROUNDS:
+            break
+        added = {k: v for k, v in after.items() if before.get(k) != v}
+        print(
+            "refinery: builds were missing Python dependencies "
+            + "; ".join(f"{k} needs {', '.join(v)}" for k, v in added.items())
+            + ": planning them and running again",
+            file=sys.stderr,
+        )
     if args.dry_run:
         return rc
     manifest_path = settings.paths.manifest
@@ -293,11 +414,88 @@ def history_main(argv: list[str]) -> int:
     return 0
 
 
+def _workflow_settings(cache: Path, output: Path | None) -> Settings:
+    """Settings of the last `refinery` run that used this cache."""
+    import yaml
+
+    config_path = cache / "workflow" / "refinery-config.yaml"
+    if not config_path.exists():
+        raise RefineryError(f"no refinery run found in {cache} (missing {config_path})")
+    conf = yaml.safe_load(config_path.read_text())
+    if output is not None:
+        conf["output"] = str(output.resolve())
+    return Settings.from_config(conf, cache / "workflow")
+
+
+def verify_main(argv: list[str]) -> int:
+    from .verify import verify
+
+    p = argparse.ArgumentParser(
+        prog="refinery verify",
+        description="Rebuild every built wheel "
+        "of the last run from a clean folder and compare sha256; "
+        "re-run the closure check and import smoke tests.",
+    )
+    p.add_argument("--cache", required=True)
+    p.add_argument("--output", help="output folder (default: the run's)")
+    p.add_argument("--no-rebuild", action="store_true", help="closure and smoke tests only")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    settings = _workflow_settings(Path(args.cache), Path(args.output) if args.output else None)
+    manifest = verify(settings, rebuild=not args.no_rebuild)
+    report = manifest["verify"]
+    smoke_bad = [s for s in manifest["smoke"] if s.get("ok") is False]
+    if args.json:
+        print(
+            json.dumps(
+                {"verify": report, "closure": manifest["closure"], "smoke": manifest["smoke"]},
+                indent=2,
+            )
+        )
+    else:
+        for r in report["results"]:
+            state = {True: "reproducible", False: "NOT reproducible", None: "unknown"}
+            extra = (
+                f": first difference {r['first_difference']}" if r.get("first_difference") else ""
+            )
+            print(
+                f"{r['name']} {r['version']}: {state[r['reproducible']]}{extra}"
+                + (f" ({r['detail']})" if r.get("detail") else "")
+            )
+        print(
+            f"{report['reproducible']}/{report['rebuilt']} rebuilt wheels identical; closure "
+            f"{'ok' if manifest['closure']['ok'] else 'FAILED'}; smoke imports "
+            f"{'ok' if not smoke_bad else 'FAILED: ' + ', '.join(s['wheel'] for s in smoke_bad)}"
+        )
+    bad = report["reproducible"] != report["rebuilt"] or not manifest["closure"]["ok"] or smoke_bad
+    return 1 if bad else 0
+
+
+def diff_main(argv: list[str]) -> int:
+    from .diff import diff_manifests, load_manifest, render
+
+    p = argparse.ArgumentParser(
+        prog="refinery diff",
+        description="Differences between two runs: two manifests or two output folders.",
+    )
+    p.add_argument("old")
+    p.add_argument("new")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    result = diff_manifests(load_manifest(Path(args.old)), load_manifest(Path(args.new)))
+    print(json.dumps(result, indent=2) if args.json else render(result))
+    return 0 if result["identical"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "history":
             return history_main(argv[1:])
+        if argv and argv[0] == "verify":
+            return verify_main(argv[1:])
+        if argv and argv[0] == "diff":
+            return diff_main(argv[1:])
         if argv and argv[0] in ("serve", "queue", "worker"):
             # the panel, its retry queue and the worker live in their own module
             from . import panel_cli

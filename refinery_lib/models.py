@@ -111,6 +111,8 @@ class PlanNode:
     fetch_deps: bool = False
     requires_dist: tuple[str, ...] = ()
     fallback_from: str = ""
+    #: specifiers every dependent puts on this package (for fallback-latest at build time)
+    specifiers: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -121,7 +123,7 @@ class PlanNode:
     def from_json(cls, data: dict[str, Any]) -> PlanNode:
         data = dict(data)
         data["action"] = Action(data["action"])
-        for key in ("needed_by", "input_files", "build_deps", "requires_dist"):
+        for key in ("needed_by", "input_files", "build_deps", "requires_dist", "specifiers"):
             data[key] = tuple(data.get(key, ()))
         return cls(**data)
 

@@ -36,6 +36,8 @@ class PlanSettings:
     extras: dict[str, tuple[str, ...]] = field(default_factory=dict)
     pins: dict[str, str] = field(default_factory=dict)  # canonical name -> version
     skip_known_failures: bool = False
+    #: Python dependencies failed builds turned out to need (see requeue.py)
+    extra_requires: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def wants_binary(self, name: str) -> bool:
         return ":all:" not in self.no_binary and canonicalize_name(name) not in self.no_binary
@@ -55,6 +57,7 @@ class _Node:
     requires_dist: list[str] = field(default_factory=list)
     fallback_from: str = ""
     extras: set[str] = field(default_factory=set)
+    specs: list[str] = field(default_factory=list)
 
 
 class Planner:
@@ -137,6 +140,7 @@ class Planner:
         wanted = self._specifiers_from(r for rs in groups.values() for r in rs)
         for (name, version), recs in sorted(groups.items()):
             node = self._plan_input(name, version, recs, wanted.get(name, []))
+            node.specs = [str(s) for s in wanted.get(name, []) if str(s)]
             if name in self.nodes:
                 self.extra_nodes.append(node)
             else:
@@ -268,6 +272,9 @@ class Planner:
             if parent.action in (Action.MISSING, Action.SKIP):
                 continue
             parent_extras = set(self.settings.extras.get(parent.name, ())) | parent.extras
+            extra = self.settings.extra_requires.get(parent.name, ())
+            if extra and parent.action is Action.BUILD:
+                parent.requires_dist = list(dict.fromkeys([*parent.requires_dist, *extra]))
             for req in self._active_requirements(parent.requires_dist, parent_extras):
                 dep = canonicalize_name(req.name)
                 if (parent.name, dep) in seen_edges or dep == parent.name:
@@ -281,6 +288,8 @@ class Planner:
                         continue
                     if req.specifier.contains(existing.version, prereleases=True):
                         existing.needed_by.append(who)
+                        if str(req.specifier) and str(req.specifier) not in existing.specs:
+                            existing.specs.append(str(req.specifier))
                         new_extras = set(req.extras) - existing.extras
                         if new_extras and existing.action not in (Action.MISSING, Action.SKIP):
                             existing.extras |= new_extras
@@ -325,6 +334,7 @@ class Planner:
             needed_by=[who],
             depth=depth,
             extras=set(req.extras),
+            specs=[str(req.specifier)] if str(req.specifier) else [],
         )
         pin = self.settings.pins.get(name)
         version = pin or self._newest_allowed(name, [req.specifier], releases, with_source=True)
@@ -382,6 +392,7 @@ class Planner:
                     fetch_deps=fetch_deps.get(key, False),
                     requires_dist=tuple(n.requires_dist),
                     fallback_from=n.fallback_from,
+                    specifiers=tuple(n.specs),
                 )
             )
         out.sort(key=lambda p: (p.depth, p.name, p.version))

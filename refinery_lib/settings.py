@@ -8,8 +8,11 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from .attempts import AttemptPolicy, Variant
+from .errors import ConfigError
 from .index import SimpleIndex
 from .plan import PlanSettings
+from .recipes import RecipePolicy
 from .targets import Target
 
 
@@ -45,8 +48,23 @@ class Paths:
         return self.results / "failures"
 
     @property
+    def requeue(self) -> Path:
+        return self.results / "requeue" / "requeue.json"
+
+    @property
     def simple_index(self) -> Path:
         return self.output / "simple"
+
+
+@dataclass(frozen=True)
+class ContainerSettings:
+    engine: str = "podman"
+    preset: str = ""
+    image: str = ""
+    cpu: str = ""
+    memory: str = ""
+    network: bool = True
+    image_cache: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,7 +76,12 @@ class Settings:
     extra_index_urls: tuple[str, ...]
     trusted_hosts: tuple[str, ...]
     builder_kind: str = "local"
-    variant: str = "isolated"
+    container: ContainerSettings | None = None
+    attempts: AttemptPolicy = field(default_factory=AttemptPolicy)
+    variants: dict[str, Variant] = field(default_factory=dict)
+    variant_order: tuple[str, ...] = ("isolated",)
+    binary_build_deps: bool = True
+    recipes: RecipePolicy = field(default_factory=RecipePolicy)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     closure_check: bool = True
 
@@ -88,6 +111,35 @@ class Settings:
         strat = config.get("strategy", {})
         idx = config.get("index", {})
         builder = config.get("builder", {})
+        build = config.get("build", {})
+        rec = config.get("recipes", {})
+        variants = {
+            name: Variant.from_config(name, data or {})
+            for name, data in (build.get("variants") or {"isolated": {}}).items()
+        }
+        container = None
+        if builder.get("kind", "local") == "container":
+            if not (builder.get("preset") or builder.get("image")):
+                raise ConfigError("the container builder needs a preset or an image")
+            if tgt.get("platform_tag") == "native":
+                raise ConfigError("the container builder needs a real --platform-tag, not native")
+            container = ContainerSettings(
+                engine=builder.get("engine", "podman"),
+                preset=builder.get("preset", ""),
+                image=builder.get("image", ""),
+                cpu=str(builder.get("cpu") or ""),
+                memory=str(builder.get("memory") or ""),
+                network=bool(builder.get("network", True)),
+                image_cache=builder.get("image_cache", ""),
+            )
+        order = tuple(build.get("variant_order") or list(variants))
+        unknown = [v for v in order if v not in variants]
+        for data in (config.get("overrides") or {}).values():
+            unknown += [v for v in (data or {}).get("variants", []) if v not in variants]
+        if unknown:
+            raise ConfigError(
+                f"unknown build variant(s) {', '.join(unknown)}; known: " + ", ".join(variants)
+            )
         overrides = {canonicalize_name(k): v for k, v in (config.get("overrides") or {}).items()}
         no_binary = tuple(
             n if n == ":all:" else canonicalize_name(n) for n in strat.get("no_binary", [])
@@ -111,7 +163,22 @@ class Settings:
             extra_index_urls=tuple(idx.get("extra_urls", [])),
             trusted_hosts=tuple(idx.get("trusted_hosts", [])),
             builder_kind=builder.get("kind", "local"),
-            variant=builder.get("variant", "isolated"),
+            container=container,
+            attempts=AttemptPolicy(
+                max_attempts=int(build.get("max_attempts", 3)),
+                timeout=float(build.get("attempt_timeout", 3600)),
+                backoff_base=float(build.get("backoff_base", 5)),
+                backoff_max=float(build.get("backoff_max", 300)),
+            ),
+            variants=variants,
+            variant_order=order,
+            binary_build_deps=bool(build.get("binary_build_deps", True)),
+            recipes=RecipePolicy(
+                enabled=bool(rec.get("enabled", True)),
+                allow_system=bool(rec.get("allow_system", False)),
+                dry_run=bool(rec.get("dry_run", False)),
+                auto_apply=bool(rec.get("auto_apply_suggestions", False)),
+            ),
             overrides=overrides,
             closure_check=bool(config.get("closure_check", True)),
         )

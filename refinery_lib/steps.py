@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from . import requeue
 from .build import build_package, sdist_for
 from .collect import fetch_wheels, reuse_wheels
 from .errors import BuildError, RefineryError
@@ -21,6 +22,12 @@ log = logging.getLogger(__name__)
 def plan_workflow(settings: Settings, inventory_path: Path, plan_path: Path) -> list[PlanNode]:
     inventory = read_json(inventory_path)
     records = [WheelRecord.from_json(w) for w in inventory["wheels"]]
+    from dataclasses import replace
+
+    needed = requeue.load(settings.paths.requeue)
+    if needed:
+        extra = {k: tuple(v) for k, v in needed.items()}
+        settings = replace(settings, plan=replace(settings.plan, extra_requires=extra))
     last_status = None
     if settings.plan.skip_known_failures and settings.paths.history_db.exists():
         history = History(settings.paths.history_db)
@@ -139,7 +146,21 @@ def run_build(settings: Settings, key: str, sdist_record: Path, outcome_path: Pa
             events=events,
         )
         write_json(failure, fail.to_json())
+        missing = meta.get("missing_python_deps") or []
+        if missing and requeue.add(settings.paths.requeue, node.name, missing):
+            log.warning(
+                "%s needs %s: planned on the next evaluation of the plan",
+                node.name,
+                ", ".join(missing),
+            )
         log.error("%s", exc)
+        raise
+    except Exception as exc:
+        # a crash of the refinery itself still leaves a record naming it
+        detail = f"internal error while building {node.name} {node.version}: {exc!r}"
+        fail = Outcome(node.name, node.version, Status.FAILED, detail=detail,
+                       events=[new_event(node.name, node.version, Status.FAILED, detail)])
+        write_json(failure, fail.to_json())
         raise
     write_json(outcome_path, outcome.to_json())
     log.info("%s: %s", outcome.status, outcome.detail)

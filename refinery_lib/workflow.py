@@ -47,7 +47,7 @@ def build_params(node: dict[str, Any], settings: Settings) -> dict[str, Any]:
         "python": settings.target.python,
         "platform": settings.target.platform_tag,
         "builder": settings.builder_kind,
-        "variant": settings.variant,
+        "variants": {n: repr(settings.variants[n]) for n in settings.variant_order},
         "override": settings.overrides.get(node["name"], {}),
     }
 

@@ -29,6 +29,9 @@ rule fetch_wheels:
 
 rule fetch_sdist:
     """The sdist of one package to build, downloaded once into the cache."""
+    input:
+        # params come from the plan; ancient: a re-made plan alone reruns nothing
+        plan=ancient(rules.plan.output.plan),
     output:
         record=f"{RESULTS}/sdists/{{key}}.json",
     params:
@@ -44,16 +47,25 @@ rule fetch_sdist:
 rule build_wheel:
     """One package built from its sdist and repaired to the target platform."""
     input:
+        plan=ancient(rules.plan.output.plan),
         sdist=rules.fetch_sdist.output.record,
         deps=build_dependencies,
     output:
         outcome=f"{RESULTS}/outcomes/{{key}}.json",
     params:
         build=node_build_params,
+    # shortest-first (or fifo, longest-first) from observed durations in the history
+    priority: build_priority
+    resources:
+        mem_mb=build_mem_mb,
+        runtime=build_runtime,
+        cpus_per_task=build_cpus,
     log:
         f"{RESULTS}/logs/build_wheel/{{key}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/build_wheel/{{key}}.tsv"
+    container:
+        BUILD_IMAGE
     conda:
         "../envs/build.yaml"
     script:

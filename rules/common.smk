@@ -1,41 +1,65 @@
 # Input functions and shared values; no rules here.
+import functools
 import json
+import os
 
+from refinery_lib.containers import snakemake_container
 from refinery_lib.models import Action
+from refinery_lib.scheduling import build_priorities, build_resources
 from refinery_lib.settings import Settings
 from refinery_lib.wheels import list_input_files
 from refinery_lib.workflow import build_params, report_run as _report_run
 
 SETTINGS = Settings.from_config(config)
+# image of the build rule's `container:` directive (--use-singularity / --sdm apptainer): the
+# configured preset or image, rocky by default (see containers/ and docs)
+BUILD_IMAGE = snakemake_container(
+    config["builder"].get("preset") or "rocky",
+    SETTINGS.target.arch,
+    image=config["builder"].get("image") or None,
+)
 RESULTS = config.get("results", "results")
 MANIFEST = str(SETTINGS.paths.manifest)
-
-if not SETTINGS.paths.input.is_dir():
-    raise WorkflowError(f"input folder {SETTINGS.paths.input} does not exist")
 
 
 wildcard_constraints:
     key=r"[a-z0-9_]+-[A-Za-z0-9_.+!]+",
 
 
+def requeue_record(wildcards):
+    """Python dependencies failed builds were missing: a change re-plans (see requeue.py)."""
+    path = SETTINGS.paths.requeue
+    return [str(path)] if path.exists() else []
+
+
 def input_wheels(wildcards):
+    if not SETTINGS.paths.input.is_dir():
+        raise WorkflowError(f"input folder {SETTINGS.paths.input} does not exist")
     return [str(p) for p in list_input_files(SETTINGS.paths.input)]
 
 
 def _plan_nodes():
-    with checkpoints.plan.get().output.plan.open() as fh:
-        return json.load(fh)["nodes"]
+    path = checkpoints.plan.get().output.plan
+    return _read_plan(str(path), os.stat(path).st_mtime_ns)
+
+
+@functools.cache
+def _read_plan(path, _mtime):
+    """Parsed once per version of plan.json: input functions ask for it per job."""
+    with open(path) as fh:
+        nodes = json.load(fh)["nodes"]
+    return nodes, {n["key"]: n for n in nodes}
 
 
 def _nodes_with(action):
-    return [n for n in _plan_nodes() if n["action"] == str(action)]
+    return [n for n in _plan_nodes()[0] if n["action"] == str(action)]
 
 
 def _node(key):
-    for n in _plan_nodes():
-        if n["key"] == key:
-            return n
-    raise WorkflowError(f"{key} is not a build target of the current plan")
+    node = _plan_nodes()[1].get(key)
+    if node is None:
+        raise WorkflowError(f"{key} is not a build target of the current plan")
+    return node
 
 
 def aggregate_inputs(wildcards):
@@ -70,6 +94,31 @@ def sdist_params(wildcards):
 def node_build_params(wildcards):
     """What a build depends on besides its inputs: changes here rerun that package only."""
     return build_params(_node(wildcards.key), SETTINGS)
+
+
+def _build_priorities():
+    names = [n["name"] for n in _nodes_with(Action.BUILD)]
+    return build_priorities(SETTINGS.paths.history_db, names, config.get("schedule", "shortest-first"))
+
+
+def build_priority(wildcards):
+    return _build_priorities().get(_node(wildcards.key)["name"], 0)
+
+
+def _build_resources(wildcards, attempt):
+    return build_resources(SETTINGS.paths.history_db, _node(wildcards.key)["name"], attempt=attempt)
+
+
+def build_mem_mb(wildcards, attempt):
+    return _build_resources(wildcards, attempt)["mem_mb"]
+
+
+def build_runtime(wildcards, attempt):
+    return _build_resources(wildcards, attempt)["runtime"]
+
+
+def build_cpus(wildcards, attempt):
+    return _build_resources(wildcards, attempt)["cpus_per_task"]
 
 
 def report_run(success):

@@ -2,6 +2,7 @@ checkpoint plan:
     """reuse / fetch / build / missing / skip for every name==version, dependencies expanded."""
     input:
         inventory=rules.scan.output.inventory,
+        requeue=requeue_record,
     output:
         plan=f"{RESULTS}/plan/plan.json",
     params:

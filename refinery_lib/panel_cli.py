@@ -1,0 +1,110 @@
+"""`refinery serve | queue | worker`: the web panel, the retry queue's length, the worker."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import RefineryError
+from .queue import QUEUE_FILE, RetryQueue
+
+
+def _queue_path(cache: str | None, queue_path: str | None) -> Path:
+    if queue_path:
+        return Path(queue_path)
+    if cache:
+        return Path(cache) / QUEUE_FILE
+    raise RefineryError("give --cache or --queue-path")
+
+
+def serve(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="refinery serve",
+        description="The web panel: history, charts, hints, logs (live), retry queue. Worker "
+        "trigger and auth come from WORKER_* environment variables (see docs/panel.md).",
+    )
+    p.add_argument("--db", default=os.environ.get("HISTORY_DB"),
+                   help="history database (default: $HISTORY_DB, else CACHE/history.db)")
+    p.add_argument("--cache", help="cache folder: history, logs and queue inside it")
+    p.add_argument("--queue-path", help="retry queue file (default: beside the database)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default loopback; 0.0.0.0 in a container)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--log-level", default="info")
+    args = p.parse_args(argv)
+    db = args.db or (str(Path(args.cache) / "history.db") if args.cache else None)
+    if not db:
+        p.error("give --db, --cache or HISTORY_DB")
+    import uvicorn
+
+    from web.app import create_app
+    from web.settings import PanelSettings
+
+    settings = PanelSettings.from_env(db=db, queue_path=args.queue_path)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not settings.token:
+        print("refinery serve: warning: listening beyond loopback without WORKER_TOKEN; "
+              "anyone who reaches the port can queue rebuilds", file=sys.stderr)
+    print(f"refinery serve: http://{args.host}:{args.port}/ (history {settings.db_path}, "
+          f"worker: {settings.worker_mode})", file=sys.stderr)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def queue(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="refinery queue",
+                                description="Print the retry queue's length.")
+    p.add_argument("--cache", help="cache folder (queue at CACHE/retry_queue.json)")
+    p.add_argument("--queue-path", help="queue file, instead of the one in --cache")
+    p.add_argument("--json", action="store_true", help="length and requests as JSON")
+    args = p.parse_args(argv)
+    q = RetryQueue(_queue_path(args.cache, args.queue_path))
+    items = q.requests()
+    if args.json:
+        print(json.dumps({"path": str(q.path), "length": len(items),
+                          "requests": [r.to_json() for r in items]}, indent=2))
+    else:
+        print(len(items))
+    return 0
+
+
+def worker(argv: list[str]) -> int:
+    from web.worker import WorkerConfig, drain_and_run
+
+    p = argparse.ArgumentParser(
+        prog="refinery worker",
+        description="Drain the retry queue and rebuild the queued packages with their recipes. "
+        "Other flags (--index-url, --jobs, ...) go to the run as `refinery` takes them.",
+    )
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--cache", required=True)
+    p.add_argument("--python", default="", help="target CPython version for requests without one")
+    p.add_argument("--platform-tag", default="", help="platform tag for requests without one")
+    p.add_argument("--config", help="your config file; the queued recipes are laid over it")
+    p.add_argument("--queue-path", help="queue file (default CACHE/retry_queue.json)")
+    p.add_argument("--history-db", help="history database (default CACHE/history.db)")
+    p.add_argument("--json", action="store_true", help="print what was done as JSON")
+    args, rest = p.parse_known_args(argv)
+    cfg = WorkerConfig(
+        input=Path(args.input), output=Path(args.output), cache=Path(args.cache),
+        python=args.python, platform_tag=args.platform_tag,
+        config=Path(args.config) if args.config else None,
+        queue_path=Path(args.queue_path) if args.queue_path else None,
+        history_db=Path(args.history_db) if args.history_db else None,
+        extra_args=tuple(rest),
+    )
+    result = drain_and_run(cfg)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    elif result.status != "empty":
+        print(f"refinery worker: {result.status}: {len(result.requests)} request(s), "
+              f"{len(result.runs)} run(s){': ' + result.error if result.error else ''}")
+    return 1 if result.status == "busy" else result.returncode
+
+
+def main(cmd: str, argv: list[str]) -> int:
+    commands = {"serve": serve, "queue": queue, "worker": worker}
+    return commands[cmd](argv)

@@ -1,0 +1,60 @@
+"""Provenance: where each output wheel came from and how it was made."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .files import inside, write_json
+from .models import Outcome, PlanNode, Status
+
+_BUILD_KEYS = (
+    "variant",
+    "attempt",
+    "attempts",
+    "builder",
+    "build_deps",
+    "source_date_epoch",
+    "recipes",
+    "hints",
+    "duration",
+    "max_rss_mb",
+    "fallback_from",
+    "tags",
+    "auditwheel",
+    "image",
+)
+
+
+def provenance(outcome: Outcome, node: PlanNode | None, target: dict[str, str]) -> dict[str, Any]:
+    meta = outcome.metadata
+    record: dict[str, Any] = {
+        "wheel": outcome.wheel,
+        "sha256": outcome.sha256,
+        "name": outcome.name,
+        "version": outcome.version,
+        "status": str(outcome.status),
+        "target": target,
+    }
+    source = (node.source or {}) if node else {}
+    if outcome.status in (Status.BUILT, Status.CACHED):
+        record["sdist"] = {
+            "filename": meta.get("sdist") or source.get("filename", ""),
+            "url": source.get("url", ""),
+            "sha256": meta.get("sdist_sha256") or source.get("sha256", ""),
+        }
+        record["build"] = {k: meta[k] for k in _BUILD_KEYS if k in meta}
+    elif outcome.status is Status.FETCHED:
+        record["origin"] = {
+            "url": meta.get("url") or source.get("url", ""),
+            "sha256": outcome.sha256,
+        }
+    elif outcome.status is Status.REUSED:
+        record["origin"] = {"input_file": meta.get("input_file", ""), "sha256": outcome.sha256}
+    return record
+
+
+def write_provenance(output: Path, outcome: Outcome, record: dict[str, Any]) -> Path:
+    path = inside(output / "provenance", f"{outcome.wheel}.json")
+    write_json(path, record)
+    return path

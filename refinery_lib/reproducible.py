@@ -1,0 +1,114 @@
+"""Reproducible builds: a source date from the sdist, a fixed source path, normalised wheels."""
+
+from __future__ import annotations
+
+import os
+import re
+import tarfile
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from .errors import BuildError
+
+#: zip cannot store times before 1980
+_ZIP_EPOCH = 315532800
+
+
+def source_date_epoch(sdist: Path) -> int:
+    """The newest member mtime of the sdist: fixed by the source, not by the clock."""
+    newest = 0
+    try:
+        if sdist.name.endswith(".zip"):
+            with zipfile.ZipFile(sdist) as zf:
+                for info in zf.infolist():
+                    newest = max(newest, int(time.mktime((*info.date_time, 0, 0, -1))))
+        else:
+            with tarfile.open(sdist) as tf:
+                for member in tf:
+                    newest = max(newest, int(member.mtime))
+    except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
+        raise BuildError(f"cannot read sdist {sdist.name}: {exc}") from exc
+    return max(newest, _ZIP_EPOCH)
+
+
+def extract_sdist(sdist: Path, dest: Path) -> Path:
+    """Unpack into `dest` (safely: no member may leave it) and return the project folder."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        if sdist.name.endswith(".zip"):
+            with zipfile.ZipFile(sdist) as zf:
+                for name in zf.namelist():
+                    target = (dest / name).resolve()
+                    if dest.resolve() not in target.parents and target != dest.resolve():
+                        raise BuildError(f"sdist member {name!r} escapes the build folder")
+                zf.extractall(dest)
+        else:
+            with tarfile.open(sdist) as tf:
+                tf.extractall(dest, filter="data")
+    except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
+        raise BuildError(f"cannot unpack sdist {sdist.name}: {exc}") from exc
+    tops = [p for p in dest.iterdir() if p.is_dir()]
+    if len(tops) != 1:
+        raise BuildError(f"sdist {sdist.name} should hold one top folder, found {len(tops)}")
+    return tops[0]
+
+
+def normalize_wheel(wheel: Path, epoch: int) -> None:
+    """Rewrite a wheel with sorted entries, fixed timestamps and permissions (content as is).
+
+    RECORD lists content hashes only, so it stays valid; dist-info files go last as PEP 427
+    recommends.
+    """
+    stamp = time.gmtime(max(epoch, _ZIP_EPOCH))[:6]
+    with zipfile.ZipFile(wheel) as src:
+        infos = src.infolist()
+        entries = [(i, src.read(i)) for i in infos if not i.is_dir()]
+
+    def order(item):
+        name = item[0].filename
+        top = name.split("/", 1)[0]
+        is_dist = top.endswith(".dist-info")
+        return (is_dist, name.endswith("/RECORD") if is_dist else False, name)
+
+    entries.sort(key=order)
+    fd, tmp = tempfile.mkstemp(dir=wheel.parent, prefix=f".{wheel.name}.")
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
+            for info, data in entries:
+                new = zipfile.ZipInfo(info.filename, date_time=stamp)
+                executable = (info.external_attr >> 16) & 0o111
+                new.external_attr = ((0o755 if executable else 0o644) | 0o100000) << 16
+                new.compress_type = zipfile.ZIP_DEFLATED
+                new.create_system = 3
+                dst.writestr(new, data, compresslevel=6)
+        os.replace(tmp, wheel)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+_PINNED = re.compile(r"^\s+- ([A-Za-z0-9._-]+)==([^\s;]+)\s*$")
+
+
+def installed_build_deps(log_text: str) -> dict[str, str]:
+    """Build dependencies of the isolated environment, from `build`'s own report in the log.
+
+    `python -m build` prints "* Installed build dependency versions:" followed by
+    "  - name==version" lines, once per environment it sets up.
+    """
+    deps: dict[str, str] = {}
+    in_block = False
+    for line in log_text.splitlines():
+        if line.startswith("* Installed build dependency versions"):
+            in_block = True
+            continue
+        if in_block:
+            m = _PINNED.match(line)
+            if m:
+                deps[m.group(1).lower()] = m.group(2)
+            else:
+                in_block = False
+    return deps

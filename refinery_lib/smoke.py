@@ -1,0 +1,90 @@
+"""Import smoke test: a wheel's top-level modules import on the target before it counts."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import parse_wheel_filename
+
+from . import proc
+from .errors import CommandError
+from .settings import Settings
+from .targets import host_arch
+
+
+def top_level_modules(wheel: Path) -> list[str]:
+    """Importable top-level names: top_level.txt when present, else the archive's layout."""
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        listed = [n for n in names if n.endswith(".dist-info/top_level.txt") and n.count("/") == 1]
+        if listed:
+            mods = zf.read(listed[0]).decode().split()
+            return sorted({m.strip() for m in mods if m.strip() and not m.startswith("_")})
+    mods = set()
+    for n in names:
+        top = n.split("/", 1)[0]
+        if top.endswith((".dist-info", ".data")) or top.endswith(".libs"):
+            continue
+        if "/" in n:
+            mods.add(top)
+        elif n.endswith(".py"):
+            mods.add(n[:-3])
+        elif n.endswith(".so"):
+            mods.add(n.split(".", 1)[0])
+    return sorted(m for m in mods if m.isidentifier() and not m.startswith("_"))
+
+
+def smoke_import(
+    settings: Settings, wheel: Path, find_links: tuple[Path, ...] = ()
+) -> dict[str, Any]:
+    """Install `wheel` (with its deps from the output folder) into a scratch folder and import
+    its modules with the builder's interpreter. Only on the target's own architecture."""
+    result: dict[str, Any] = {"wheel": wheel.name, "modules": top_level_modules(wheel)}
+    if settings.target.arch != host_arch():
+        result.update(
+            ok=None,
+            detail=f"not run: the target is {settings.target.arch}, this host "
+            f"is {host_arch()} (container builders smoke-test on the target)",
+        )
+        return result
+    py = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if py != settings.target.python:
+        result.update(ok=None, detail=f"not run: no Python {settings.target.python} here")
+        return result
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    with tempfile.TemporaryDirectory(prefix="refinery-smoke-") as tmp:
+        try:
+            proc.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--no-index",
+                    *(a for p in (wheel.parent, *find_links) for a in ("--find-links", str(p))),
+                    "--target",
+                    tmp,
+                    str(wheel),
+                ],
+                env=env,
+            )
+            name = parse_wheel_filename(wheel.name)[0]
+            # -I: neither the user's site-packages nor the environment leak into the import
+            code = (
+                f"import importlib, platform, sys\nsys.path.insert(0, {tmp!r})\n"
+                + "".join(f"importlib.import_module({m!r})\n" for m in result["modules"])
+                + "print(platform.machine())"
+            )
+            out = proc.run([sys.executable, "-I", "-c", code], env=env, cwd=Path(tmp))
+            result.update(ok=True, arch=out.output.strip(), package=str(name))
+        except CommandError as exc:
+            lines = [ln for ln in exc.output.splitlines() if ln.strip()]
+            result.update(ok=False, detail=" ".join(lines[-3:])[:500])
+    return result

@@ -1,0 +1,102 @@
+"""The panel's FastAPI application: `create_app()` (used by `refinery serve`).
+
+Run it directly with `uvicorn --factory web.app:create_app` (settings from the environment).
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import plotly
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from refinery_lib.queue import QueueError, RequestNotFound
+
+from . import routes_api, routes_logs, routes_pages, routes_queue
+from .deps import worker_for
+from .settings import PanelSettings
+from .trigger import Autorun
+
+STATIC = Path(__file__).resolve().parent / "static"
+PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+
+# plotly adds inline styles, nothing here needs inline scripts or other origins
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+       "form-action 'self'; frame-ancestors 'none'")
+
+
+class SecurityHeaders:
+    """Plain ASGI middleware (not BaseHTTPMiddleware, which gets in the way of streaming)."""
+
+    HEADERS = [(b"content-security-policy", CSP.encode()),
+               (b"x-content-type-options", b"nosniff"),
+               (b"referrer-policy", b"same-origin")]
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                have = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [h for h in self.HEADERS if h[0] not in have]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    settings: PanelSettings = app.state.settings
+    autorun = None
+    if settings.autorun_interval > 0 and settings.worker_mode != "none":
+        worker = worker_for(app.state, settings)
+        autorun = Autorun(worker, settings.queue, settings.autorun_interval)
+        autorun.start()
+    yield
+    if autorun is not None:
+        autorun.stop()
+
+
+def create_app(settings: PanelSettings | None = None) -> FastAPI:
+    app = FastAPI(
+        title="s390x Wheel Refinery panel",
+        description="History, hints, logs, retry queue and worker of the refinery.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings or PanelSettings.from_env()
+
+    app.add_middleware(SecurityHeaders)
+
+    @app.exception_handler(RequestNotFound)
+    def _not_found(request: Request, exc: RequestNotFound):
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(QueueError)
+    def _bad_request(request: Request, exc: QueueError):
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.get("/vendor/plotly.min.js", include_in_schema=False)
+    def plotly_js() -> FileResponse:
+        # served from the installed plotly package: the panel works without the internet
+        return FileResponse(PLOTLY_JS, media_type="text/javascript",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, bool]:
+        # cheap: container health checks should not render the dashboard
+        return {"ok": True}
+
+    for module in (routes_pages, routes_api, routes_queue, routes_logs):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
