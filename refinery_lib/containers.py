@@ -584,7 +584,13 @@ def container_env(
         if key in _PIP_LOCATIONS:
             entries = []
             for entry in value.split():
-                if entry.startswith("file://"):
+                if entry.startswith("file://") and key in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+                    # an index's pages link to files beside it (../../files/x.whl): mount the
+                    # folder holding the index, so those relative links resolve inside too
+                    index = Path(entry[len("file://"):]).resolve()
+                    inside = mount(index.parent)
+                    entry = f"file://{inside}/{index.name}" if inside else ""
+                elif entry.startswith("file://"):
                     inside = mount(Path(entry[len("file://"):]))
                     entry = f"file://{inside}" if inside else ""
                 elif entry.startswith("/"):

@@ -149,6 +149,7 @@ class Outcome:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Outcome:
-        data = dict(data)
+        """From an outcome record or a manifest entry (whose extra keys are dropped)."""
+        data = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         data["status"] = Status(data["status"])
         return cls(**data)

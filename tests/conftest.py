@@ -36,32 +36,27 @@ PROJECTS = [
     ("flip", "1.1", {}),
     ("flip", "2.0", {}),
     ("needs-build-dep", "1.0", {"build_requires": ("cfast",)}),
+    # reproducibility fixtures: the build time in the wheel, honouring SOURCE_DATE_EPOCH or not
+    ("sde-pure", "1.0", {"c_ext": False, "embed_time": "sde"}),
+    ("clocky", "1.0", {"c_ext": False, "embed_time": "clock"}),
 ]
+#: setuptools on the test index: the newest, and an older one that replay tests pin
+OLD_SETUPTOOLS = "70.3.0"
 
 
 def build_tools_wheels() -> list[Path]:
-    """setuptools as a wheel, so isolated builds find their backend on the local index."""
+    """setuptools wheels (the newest and an older one), so isolated builds find their backend
+    on the local index and replay tests can pin the older one."""
     TOOLS_CACHE.mkdir(parents=True, exist_ok=True)
-    found = sorted(TOOLS_CACHE.glob("setuptools-*.whl"))
-    if not found:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--only-binary",
-                ":all:",
-                "--dest",
-                str(TOOLS_CACHE),
-                "setuptools>=70.1",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        found = sorted(TOOLS_CACHE.glob("setuptools-*.whl"))
-    return found[-1:]
+    for old, spec in ((True, f"setuptools=={OLD_SETUPTOOLS}"), (False, "setuptools>70.3")):
+        have = [p for p in TOOLS_CACHE.glob("setuptools-*.whl") if (OLD_SETUPTOOLS in p.name) == old]
+        if not have:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+                 "--dest", str(TOOLS_CACHE), spec],
+                check=True, capture_output=True,
+            )
+    return sorted(TOOLS_CACHE.glob("setuptools-*.whl"))
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

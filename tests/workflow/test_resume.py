@@ -1,0 +1,207 @@
+"""An interrupted run resumes and loses nothing: SIGKILL or SIGINT mid-build, rerun, compare.
+
+The wheelhouse has two quick C builds, one slow one, a build that depends on the slow one and a
+reused pure wheel. The run is stopped while the slow build is inside its backend; rerunning the
+same command must finish with the same wheels (same names, same sha256) as an uninterrupted run
+in another cache and output, and with a manifest and history that miss nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_refinery
+from tests.fixtures.projects import make_wheel
+from tests.workflow.test_scheduling import make_index, make_wheelhouse, refinery_args
+
+pytestmark = pytest.mark.slow
+
+SLOW_SLEEP = 15.0  # seconds the slow build sleeps inside `setup.py bdist_wheel`
+PROJECTS = {
+    "quick-a": {},
+    "quick-b": {},
+    "slowpoke": {"build_sleep": SLOW_SLEEP},
+    "waiter": {"requires": ("slowpoke>=1.0",)},
+}
+BUILT = sorted(PROJECTS)
+REUSED = "pure-thing"
+SLOW_LOG = "slowpoke-1.0-attempt1-isolated.log"
+
+
+@pytest.fixture(scope="module")
+def resume_index(tmp_path_factory) -> str:
+    return make_index(tmp_path_factory.mktemp("resume-index"), PROJECTS)
+
+
+def prepare(tmp: Path) -> None:
+    make_wheelhouse(tmp / "in", BUILT)
+    make_wheel(tmp / "in", REUSED, "1.0", "py3-none-any")
+
+
+def args_for(tmp: Path, index_url: str) -> list[str]:
+    return refinery_args(tmp, index_url, "--jobs", "2")
+
+
+def wheels(out: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.whl"))}
+
+
+def manifest_entries(out: Path) -> dict[str, tuple]:
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {e["name"]: (e["version"], e["status"], e.get("sha256")) for e in manifest["entries"]}
+
+
+def stray_processes(root: Path) -> dict[int, str]:
+    """Processes still working in `root` (cwd or command line under it): orphans of a kill."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(root) in cwd or str(root) in cmd:
+            found[int(entry.name)] = f"cwd={cwd} cmd={cmd[:200]}"
+    return found
+
+
+def kill_strays(root: Path) -> None:
+    for pid in stray_processes(root):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def cleanup_strays(tmp_path):
+    yield
+    kill_strays(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, resume_index) -> dict:
+    """The uninterrupted run, in its own cache and output."""
+    tmp = tmp_path_factory.mktemp("resume-reference")
+    prepare(tmp)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k == "PIP_CERT"}
+    env |= {"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    res = run_refinery(args_for(tmp, resume_index), env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return {"wheels": wheels(tmp / "out"), "entries": manifest_entries(tmp / "out")}
+
+
+def start_and_interrupt(tmp: Path, index_url: str, env: dict, sig: int) -> tuple[int, float]:
+    """Start refinery in its own process group, wait until the slow build runs its backend,
+    send `sig` to the whole group; returns refinery's exit code and how long it took to exit."""
+    log = open(tmp / "interrupted.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "refinery_lib.cli", *args_for(tmp, index_url)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    slow_log = tmp / "cache" / "logs" / SLOW_LOG
+    deadline = time.monotonic() + 180
+    try:
+        # "Building wheel" is printed by `python -m build` just before the backend (and its
+        # sleep) starts: the slow build is then surely mid-way
+        while not (slow_log.exists() and "Building wheel" in slow_log.read_text(errors="replace")):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"the slow build never started (exit {proc.poll()}):\n"
+                    + (tmp / "interrupted.log").read_text()
+                )
+            time.sleep(0.2)
+        time.sleep(1.0)
+        sent = time.monotonic()
+        os.killpg(proc.pid, sig)
+        rc = proc.wait(timeout=120)
+        return rc, time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def check_resumed(tmp: Path, index_url: str, env: dict, reference: dict) -> None:
+    outcomes = tmp / "cache" / "workflow" / "results" / "outcomes"
+    assert not (outcomes / "slowpoke-1.0.json").exists(), "the slow build was not interrupted"
+    assert not (outcomes / "waiter-1.0.json").exists()
+    finished_before = sorted(p.name for p in outcomes.glob("*.json")) if outcomes.is_dir() else []
+
+    res = run_refinery(args_for(tmp, index_url), env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+    # identical output: wheel names and sha256, manifest entries
+    got = wheels(tmp / "out")
+    if got != reference["wheels"]:
+        differing = sorted(n for n in got.keys() | reference["wheels"].keys()
+                           if got.get(n) != reference["wheels"].get(n))
+        raise AssertionError(f"resumed output differs from the reference, first: {differing[0]}"
+                             f"\nresumed {got}\nreference {reference['wheels']}")
+    assert manifest_entries(tmp / "out") == reference["entries"]
+    assert set(reference["entries"]) == {*BUILT, REUSED}
+
+    # nothing lost, nothing done twice: one outcome event per package, one attempt per build
+    # (builds finished before the interruption were kept, not redone)
+    con = sqlite3.connect(tmp / "cache" / "history.db")
+    try:
+        outcome_events = con.execute(
+            "SELECT package, status FROM events WHERE status != 'attempt' ORDER BY package"
+        ).fetchall()
+        attempts = dict(con.execute(
+            "SELECT package, COUNT(*) FROM events WHERE status = 'attempt' GROUP BY package"
+        ).fetchall())
+    finally:
+        con.close()
+    assert outcome_events == sorted([(n, "built") for n in BUILT] + [(REUSED, "reused")])
+    assert attempts == dict.fromkeys(BUILT, 1)
+    for name in finished_before:
+        assert (outcomes / name).exists()
+    # the resumed slow build's log is its own: one build, no output of the killed one
+    text = (tmp / "cache" / "logs" / SLOW_LOG).read_text(errors="replace")
+    assert text.count("Building wheel") == 1, text
+    assert stray_processes(tmp) == {}
+
+
+def test_sigkill_mid_build_resumes_with_identical_output(
+    tmp_path, resume_index, isolated_pip_env, reference, cleanup_strays
+):
+    prepare(tmp_path)
+    rc, _ = start_and_interrupt(tmp_path, resume_index, isolated_pip_env, signal.SIGKILL)
+    assert rc == -signal.SIGKILL
+    # SIGKILL gives nobody a chance to clean up: a build started in its own session survives
+    # it unless the refinery sees to it
+    strays = stray_processes(tmp_path)
+    check_resumed(tmp_path, resume_index, isolated_pip_env, reference)
+    assert strays == {}, f"processes outlived the killed run: {strays}"
+
+
+def test_sigint_mid_build_stops_promptly_and_resumes(
+    tmp_path, resume_index, isolated_pip_env, reference, cleanup_strays
+):
+    prepare(tmp_path)
+    rc, took = start_and_interrupt(tmp_path, resume_index, isolated_pip_env, signal.SIGINT)
+    assert rc != 0
+    # promptly: well before the slow build would have finished on its own
+    assert took < SLOW_SLEEP, f"refinery took {took:.1f} s to stop after SIGINT"
+    deadline = time.monotonic() + 10
+    while stray_processes(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert stray_processes(tmp_path) == {}
+    check_resumed(tmp_path, resume_index, isolated_pip_env, reference)
