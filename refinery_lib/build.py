@@ -331,20 +331,8 @@ def _container_build(
         image=c.image or None,
         log_path=log_path,
     )
-    env = settings.pip_index_env()
-    env["PIP_FIND_LINKS"] = f"{settings.paths.wheels} {settings.paths.downloads}"
-    env["SOURCE_DATE_EPOCH"] = str(epoch)
-    if variant.isolation and settings.binary_build_deps:
-        env["PIP_ONLY_BINARY"] = ":all:"
-    pins = list(variant.constraints) + list(
-        settings.overrides.get(run.node.name, {}).get("build_constraints", [])
-    )
-    if pins:
-        work.mkdir(parents=True, exist_ok=True)
-        (work / "constraints.txt").write_text("\n".join(pins) + "\n")
-        env["PIP_CONSTRAINT"] = str(work / "constraints.txt")
-    env.update(variant.env)
-    env.update(recipe.env)
+    # the build's own variables only: the host's environment stays out of the container
+    env = _build_vars(run.node.name, settings, variant, work, recipe, epoch)
     packages, steps = recipe.system_packages, recipe.steps
     if not recipe.empty:
         policy = settings.recipes
@@ -546,26 +534,36 @@ def _fallback_sdist(node: PlanNode, settings: Settings) -> tuple[str, Path] | No
     return None
 
 
-def _build_env(
-    name: str, settings: Settings, variant, work: Path, recipe: Recipe, src: Path, epoch: int
+def _build_vars(
+    name: str, settings: Settings, variant, work: Path, recipe: Recipe, epoch: int
 ) -> dict[str, str]:
-    env = dict(os.environ)
-    env["SOURCE_DATE_EPOCH"] = str(epoch)
-    env.update(settings.pip_index_env())
+    """What every builder sets for a build: indexes, source date, build-dep policy and pins,
+    the variant's and the recipe's variables."""
+    env = settings.pip_index_env()
     env["PIP_FIND_LINKS"] = f"{settings.paths.wheels} {settings.paths.downloads}"
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    env.pop("PIP_NO_BINARY", None)  # --no-binary is for the target packages, not build deps
+    env["SOURCE_DATE_EPOCH"] = str(epoch)
     if variant.isolation and settings.binary_build_deps:
         env["PIP_ONLY_BINARY"] = ":all:"
     pins = list(variant.constraints) + list(
         settings.overrides.get(name, {}).get("build_constraints", [])
     )
     if pins:
-        constraints = work / "constraints.txt"
-        constraints.write_text("\n".join(pins) + "\n")
-        env["PIP_CONSTRAINT"] = str(constraints)
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "constraints.txt").write_text("\n".join(pins) + "\n")
+        env["PIP_CONSTRAINT"] = str(work / "constraints.txt")
     env.update(variant.env)
     env.update(recipe.env)
+    return env
+
+
+def _build_env(
+    name: str, settings: Settings, variant, work: Path, recipe: Recipe, src: Path, epoch: int
+) -> dict[str, str]:
+    """The local builder's environment: the host's, less --no-binary, plus the build's."""
+    env = dict(os.environ)
+    env.pop("PIP_NO_BINARY", None)  # --no-binary is for the target packages, not build deps
+    env.update(_build_vars(name, settings, variant, work, recipe, epoch))
     # compiled-in paths name the project, not this cache, so another cache builds the same bytes
     prefix_map = f"-ffile-prefix-map={src}=/usr/src/{src.name}"
     for flag in ("CFLAGS", "CXXFLAGS"):

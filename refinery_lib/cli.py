@@ -358,6 +358,9 @@ def run(argv: list[str]) -> int:
     manifest = read_json(manifest_path)
     manifest["path"] = str(manifest_path)
     print(summary_table(manifest))
+    if rc != 0 and manifest.get("run_id") != env["REFINERY_RUN_ID"]:
+        print(f"refinery: snakemake exited {rc} before this run's manifest was written; the "
+              "table above is from an earlier run; see the errors above", file=sys.stderr)
     return 0 if (rc == 0 and manifest.get("ok")) else 1
 
 

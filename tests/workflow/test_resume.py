@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -43,9 +44,16 @@ def resume_index(tmp_path_factory) -> str:
     return make_index(tmp_path_factory.mktemp("resume-index"), PROJECTS)
 
 
-def prepare(tmp: Path) -> None:
-    make_wheelhouse(tmp / "in", BUILT)
-    make_wheel(tmp / "in", REUSED, "1.0", "py3-none-any")
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory) -> Path:
+    """Made once: zip timestamps differ between calls, and a reused wheel is copied as is."""
+    folder = make_wheelhouse(tmp_path_factory.mktemp("resume-wheelhouse"), BUILT)
+    make_wheel(folder, REUSED, "1.0", "py3-none-any")
+    return folder
+
+
+def prepare(tmp: Path, wheelhouse: Path) -> None:
+    shutil.copytree(wheelhouse, tmp / "in")
 
 
 def args_for(tmp: Path, index_url: str) -> list[str]:
@@ -92,10 +100,10 @@ def cleanup_strays(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, resume_index) -> dict:
+def reference(tmp_path_factory, resume_index, wheelhouse) -> dict:
     """The uninterrupted run, in its own cache and output."""
     tmp = tmp_path_factory.mktemp("resume-reference")
-    prepare(tmp)
+    prepare(tmp, wheelhouse)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k == "PIP_CERT"}
     env |= {"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     res = run_refinery(args_for(tmp, resume_index), env=env)
@@ -180,9 +188,9 @@ def check_resumed(tmp: Path, index_url: str, env: dict, reference: dict) -> None
 
 
 def test_sigkill_mid_build_resumes_with_identical_output(
-    tmp_path, resume_index, isolated_pip_env, reference, cleanup_strays
+    tmp_path, resume_index, wheelhouse, isolated_pip_env, reference, cleanup_strays
 ):
-    prepare(tmp_path)
+    prepare(tmp_path, wheelhouse)
     rc, _ = start_and_interrupt(tmp_path, resume_index, isolated_pip_env, signal.SIGKILL)
     assert rc == -signal.SIGKILL
     # SIGKILL gives nobody a chance to clean up: a build started in its own session survives
@@ -193,9 +201,9 @@ def test_sigkill_mid_build_resumes_with_identical_output(
 
 
 def test_sigint_mid_build_stops_promptly_and_resumes(
-    tmp_path, resume_index, isolated_pip_env, reference, cleanup_strays
+    tmp_path, resume_index, wheelhouse, isolated_pip_env, reference, cleanup_strays
 ):
-    prepare(tmp_path)
+    prepare(tmp_path, wheelhouse)
     rc, took = start_and_interrupt(tmp_path, resume_index, isolated_pip_env, signal.SIGINT)
     assert rc != 0
     # promptly: well before the slow build would have finished on its own
