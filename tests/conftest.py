@@ -49,7 +49,9 @@ def build_tools_wheels() -> list[Path]:
     on the local index and replay tests can pin the older one."""
     TOOLS_CACHE.mkdir(parents=True, exist_ok=True)
     for old, spec in ((True, f"setuptools=={OLD_SETUPTOOLS}"), (False, "setuptools>70.3")):
-        have = [p for p in TOOLS_CACHE.glob("setuptools-*.whl") if (OLD_SETUPTOOLS in p.name) == old]
+        have = [
+            p for p in TOOLS_CACHE.glob("setuptools-*.whl") if (OLD_SETUPTOOLS in p.name) == old
+        ]
         if not have:
             subprocess.run(
                 [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from refinery_lib.history import History
 from tests.conftest import run_refinery
 from tests.fixtures.projects import make_wheel
 from tests.workflow.test_scheduling import make_index, make_wheelhouse, refinery_args
@@ -83,6 +84,12 @@ def stray_processes(root: Path) -> dict[int, str]:
         if str(root) in cwd or str(root) in cmd:
             found[int(entry.name)] = f"cwd={cwd} cmd={cmd[:200]}"
     return found
+
+
+def run_processes(root: Path) -> dict[int, str]:
+    """refinery, Snakemake and its jobs working on `root` (builds left out)."""
+    return {pid: what for pid, what in stray_processes(root).items()
+            if "refinery_lib.cli" in what or "snakemake" in what}
 
 
 def kill_strays(root: Path) -> None:
@@ -165,25 +172,37 @@ def check_resumed(tmp: Path, index_url: str, env: dict, reference: dict) -> None
     assert manifest_entries(tmp / "out") == reference["entries"]
     assert set(reference["entries"]) == {*BUILT, REUSED}
 
-    # nothing lost, nothing done twice: one outcome event per package, one attempt per build
-    # (builds finished before the interruption were kept, not redone)
+    # nothing lost, nothing done twice: every package landed once in the history, each build
+    # with one attempt (builds finished before the interruption were kept, not redone), and
+    # no package was recorded as a failed build because it was interrupted (that would make
+    # --skip-known-failures skip it and count as a failure in the panel)
     con = sqlite3.connect(tmp / "cache" / "history.db")
     try:
-        outcome_events = con.execute(
-            "SELECT package, status FROM events WHERE status != 'attempt' ORDER BY package"
+        landed = con.execute(
+            "SELECT package, status FROM events WHERE status IN ('built', 'reused', 'cached')"
+            " ORDER BY package"
         ).fetchall()
         attempts = dict(con.execute(
             "SELECT package, COUNT(*) FROM events WHERE status = 'attempt' GROUP BY package"
         ).fetchall())
+        failed = con.execute(
+            "SELECT package, detail FROM events WHERE status = 'failed'"
+        ).fetchall()
     finally:
         con.close()
-    assert outcome_events == sorted([(n, "built") for n in BUILT] + [(REUSED, "reused")])
+    assert landed == sorted([(n, "built") for n in BUILT] + [(REUSED, "reused")])
     assert attempts == dict.fromkeys(BUILT, 1)
+    assert failed == [], f"interrupted builds recorded as failures: {failed}"
+    history = History(tmp / "cache" / "history.db")
+    assert {n: history.last_status(n) for n in BUILT} == dict.fromkeys(BUILT, "built")
     for name in finished_before:
         assert (outcomes / name).exists()
-    # the resumed slow build's log is its own: one build, no output of the killed one
+    # the resumed slow build's log is its own: one clean build, nothing written into it by
+    # the interrupted one (which, left running, fails once its folder is replaced)
     text = (tmp / "cache" / "logs" / SLOW_LOG).read_text(errors="replace")
     assert text.count("Building wheel") == 1, text
+    assert text.count("Successfully built") == 1, text
+    assert "Traceback" not in text and "ERROR" not in text, text
     assert stray_processes(tmp) == {}
 
 
@@ -193,11 +212,13 @@ def test_sigkill_mid_build_resumes_with_identical_output(
     prepare(tmp_path, wheelhouse)
     rc, _ = start_and_interrupt(tmp_path, resume_index, isolated_pip_env, signal.SIGKILL)
     assert rc == -signal.SIGKILL
-    # SIGKILL gives nobody a chance to clean up: a build started in its own session survives
-    # it unless the refinery sees to it
-    strays = stray_processes(tmp_path)
+    # the run itself is gone (refinery, Snakemake, its jobs); a build, in a session of its
+    # own, may outlive it: the rerun must end it before it reuses the build folder
+    deadline = time.monotonic() + 10
+    while run_processes(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert run_processes(tmp_path) == {}
     check_resumed(tmp_path, resume_index, isolated_pip_env, reference)
-    assert strays == {}, f"processes outlived the killed run: {strays}"
 
 
 def test_sigint_mid_build_stops_promptly_and_resumes(
