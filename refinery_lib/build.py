@@ -254,8 +254,10 @@ def _attempt(
         duration=round(result.duration, 3),
         log_path=str(log_path),
         hints=result.hints,
-        # a missing Python dependency says nothing about the variant (see attempts.py)
+        # a missing Python dependency or system package says nothing about the variant
+        # (see attempts.py)
         dependency_missing=any(h.get("category") == "python-dep" for h in result.hints),
+        system_missing=any(h.get("apt") or h.get("dnf") for h in result.hints),
     )
     return result
 

@@ -27,6 +27,7 @@ def test_order_from_history(tmp_path):
         _attempt("foo", "legacy", True), _attempt("bar", "isolated", True),
         new_event("foo", "1.0", "attempt", "", variant="legacy", ok=False,
                   dependency_missing=True),
+        new_event("foo", "1.0", "attempt", "", variant="legacy", ok=False, system_missing=True),
     ], "r")
     stats = variant_stats(db, "foo")
     assert stats == {"isolated": (0, 2), "legacy": (1, 1)}
