@@ -50,8 +50,10 @@ rule prefetch:
 
 
 onsuccess:
-    report_run(success=True)
+    if full_run():
+        report_run(success=True)
 
 
 onerror:
-    report_run(success=False)
+    if full_run():
+        report_run(success=False)

@@ -124,6 +124,11 @@ def _from_plan(n: PlanNode, found: dict[str, Outcome], nodes: list[PlanNode]) ->
         detail = (
             "not built: the job did not run to completion (interrupted, or an upstream step failed)"
         )
+        # failed in the manifest (it did not land), but no failed build in the history:
+        # --skip-known-failures, build statistics and the panel's failures must not count it
+        return Outcome(
+            n.name, n.version, Status.FAILED, detail=detail, metadata={"incomplete": True}
+        )
     return Outcome(n.name, n.version, Status.FAILED, detail=detail)
 
 
@@ -237,13 +242,15 @@ def aggregate(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
     for e in entries:
         events.extend(e.events)
         if e.status in (Status.FAILED,) and not e.events:
-            # derived failures (never ran) are recorded once per run
+            # derived failures (never ran) are recorded once per run; a build that was
+            # interrupted (or never started) is `incomplete`, not a failure of that package
+            status = "incomplete" if e.metadata.get("incomplete") else "failed"
             events.append(
                 {
-                    "uid": f"{run_id}:{e.name}:{e.version}:failed",
+                    "uid": f"{run_id}:{e.name}:{e.version}:{status}",
                     "package": e.name,
                     "version": e.version,
-                    "status": "failed",
+                    "status": status,
                     "detail": e.detail,
                     "metadata": e.metadata,
                 }

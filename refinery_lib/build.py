@@ -212,6 +212,8 @@ def _attempt(
     )
     # one fixed folder per package: the same source path on every attempt and every rebuild
     work = inside(paths.builds, key)
+    # a build of a run killed by SIGKILL can still be running in this folder: end it first
+    proc.kill_stale_group(_pid_file(work), str(work))
     shutil.rmtree(work, ignore_errors=True)
     dist_dir = work / "dist"
     dist_dir.mkdir(parents=True)
@@ -291,7 +293,13 @@ def _local_build(
         argv.append("--no-isolation")
     argv.append(str(src))
     res = proc.run(
-        argv, log_path=log_path, env=env, cwd=work, timeout=settings.attempts.timeout, check=False
+        argv,
+        log_path=log_path,
+        env=env,
+        cwd=work,
+        timeout=settings.attempts.timeout,
+        check=False,
+        pid_file=_pid_file(work),
     )
     result.exit_code, result.timed_out = res.returncode, res.timed_out
     if res.returncode != 0 or res.timed_out:
@@ -571,6 +579,11 @@ def _build_env(
     for flag in ("CFLAGS", "CXXFLAGS"):
         env[flag] = f"{env.get(flag, '')} {prefix_map}".strip()
     return env
+
+
+def _pid_file(work: Path) -> Path:
+    """A running build's process group, next to its folder (which every attempt removes)."""
+    return work.with_name(f"{work.name}.pgid")
 
 
 def _single_wheel(folder: Path) -> Path:

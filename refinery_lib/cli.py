@@ -18,6 +18,8 @@ from .settings import Settings
 RESULTS = "results"
 #: extra workflow runs when failed builds reveal missing Python dependencies
 REQUEUE_ROUNDS = 2
+#: seconds Snakemake gets after Ctrl-C to end its jobs (and cancel cluster jobs) and unlock
+INTERRUPT_GRACE = 300
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -97,22 +99,34 @@ def _run_parser() -> argparse.ArgumentParser:
     co.add_argument("--container-image", help="a builder image of your own")
     co.add_argument("--container-cpu", help="CPU limit per build container, e.g. 2")
     co.add_argument("--container-memory", help="memory limit per build container, e.g. 4g")
-    co.add_argument("--container-network", choices=["on", "off"],
-                    help="off runs builds with --network none on pre-fetched files")
+    co.add_argument(
+        "--container-network",
+        choices=["on", "off"],
+        help="off runs builds with --network none on pre-fetched files",
+    )
     ix = p.add_argument_group("index")
     ix.add_argument("--index-url")
     ix.add_argument("--extra-index-url", action="append", default=None)
     ix.add_argument("--trusted-host", action="append", default=None)
     ex = p.add_argument_group("execution")
     ex.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1)
-    ex.add_argument("--schedule", choices=["shortest-first", "fifo", "longest-first"],
-                    help="build order: by observed duration (default shortest-first) or input")
+    ex.add_argument(
+        "--schedule",
+        choices=["shortest-first", "fifo", "longest-first"],
+        help="build order: by observed duration (default shortest-first) or input",
+    )
     ex.add_argument(
         "--profile",
         default="default",
         help="Snakemake workflow profile: a name under profiles/ or a folder",
     )
     ex.add_argument("--dry-run", "-n", action="store_true", help="show the jobs, run nothing")
+    ex.add_argument(
+        "--prefetch",
+        action="store_true",
+        help="warm-up: plan and download every sdist to build into CACHE/downloads, build "
+        "nothing (the workflow's `prefetch` target)",
+    )
     ex.add_argument(
         "--rebuild",
         action="append",
@@ -255,11 +269,14 @@ def snakemake_argv(
         "--cores",
         str(max(1, args.jobs)),
     ]
+    if not args.verbose:
+        # before the options that follow: --quiet takes a list, which would swallow targets
+        argv[3:3] = ["--quiet", "progress", "rules"]
     if args.dry_run:
         argv.append("--dry-run")
-    if not args.verbose:
-        argv += ["--quiet", "progress", "rules"]
     argv += list(args.snakemake_args)
+    if args.prefetch:
+        argv.append("prefetch")
     forced = forced_targets(settings, args.rebuild or [])
     if forced:
         argv += ["--forcerun", *forced]
@@ -272,12 +289,18 @@ def _prepare_image(settings: Settings) -> None:
 
     c = settings.container
     assert c is not None
-    print(f"refinery: checking the {c.preset or c.image} builder image for "
-          f"{settings.target.arch}", file=sys.stderr)
-    ensure_image(c.engine, c.preset or None, settings.target.arch,
-                 Path(c.image_cache) if c.image_cache else None,
-                 progress=lambda line: print(f"  {line}", file=sys.stderr),
-                 image=c.image or None)
+    print(
+        f"refinery: checking the {c.preset or c.image} builder image for {settings.target.arch}",
+        file=sys.stderr,
+    )
+    ensure_image(
+        c.engine,
+        c.preset or None,
+        settings.target.arch,
+        Path(c.image_cache) if c.image_cache else None,
+        progress=lambda line: print(f"  {line}", file=sys.stderr),
+        image=c.image or None,
+    )
 
 
 def forced_targets(settings: Settings, names: list[str]) -> list[str]:
@@ -299,6 +322,38 @@ def forced_targets(settings: Settings, names: list[str]) -> list[str]:
             for rec in records.glob(f"{node['key']}-*.json") if records.is_dir() else []:
                 rec.unlink()
     return targets
+
+
+def lock_cache(workdir: Path):
+    """One run per cache: an exclusive flock on CACHE/workflow/.refinery.lock, or RefineryError.
+
+    The kernel drops it when the last process holding the file dies, even by SIGKILL; Snakemake
+    inherits it (pass_fds), so while it is free no Snakemake works in this folder and a lock of
+    Snakemake's there is stale. Returns the open file: keep it open for the whole run.
+    """
+    import fcntl
+
+    fh = open(workdir / ".refinery.lock", "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise RefineryError(
+            f"another refinery run is using {workdir.parent}; wait for it to finish or stop it"
+        ) from None
+    return fh
+
+
+def clear_stale_lock(smk: list[str], workdir: Path, env: dict[str, str]) -> None:
+    """Remove the lock a killed Snakemake left (only call this while holding lock_cache)."""
+    from . import proc
+
+    locks = workdir / ".snakemake" / "locks"
+    if locks.is_dir() and any(locks.iterdir()):
+        print(
+            "refinery: the last run was killed; removing its stale Snakemake lock", file=sys.stderr
+        )
+        proc.run([*smk, "--unlock"], env=env, check=True, capture=True, new_session=False)
 
 
 def run(argv: list[str]) -> int:
@@ -333,10 +388,23 @@ def run(argv: list[str]) -> int:
     from . import requeue
 
     smk = snakemake_argv(args, config_path, workdir, settings)
+    lock = None if args.dry_run else lock_cache(workdir)
+    if lock is not None:
+        clear_stale_lock(smk, workdir, env)
     for round_ in range(1 + REQUEUE_ROUNDS):
         before = requeue.load(settings.paths.requeue)
         try:
-            rc = proc.run(smk, env=env, check=False, capture=False).returncode
+            # in refinery's process group: Ctrl-C (or a signal to the group) reaches Snakemake
+            # and its jobs as it does a plain `snakemake`; refinery then waits for it to clean up
+            rc = proc.run(
+                smk,
+                env=env,
+                check=False,
+                capture=False,
+                new_session=False,
+                interrupt_grace=INTERRUPT_GRACE,
+                pass_fds=[lock.fileno()] if lock else (),
+            ).returncode
         except CommandError as exc:
             raise RefineryError(f"cannot start snakemake: {exc}") from exc
         after = requeue.load(settings.paths.requeue)
@@ -351,6 +419,8 @@ def run(argv: list[str]) -> int:
         )
     if args.dry_run:
         return rc
+    if args.prefetch or "prefetch" in args.snakemake_args:
+        return rc
     manifest_path = settings.paths.manifest
     if not manifest_path.exists():
         print(f"refinery: no manifest was written (snakemake exit {rc})", file=sys.stderr)
@@ -359,8 +429,11 @@ def run(argv: list[str]) -> int:
     manifest["path"] = str(manifest_path)
     print(summary_table(manifest))
     if rc != 0 and manifest.get("run_id") != env["REFINERY_RUN_ID"]:
-        print(f"refinery: snakemake exited {rc} before this run's manifest was written; the "
-              "table above is from an earlier run; see the errors above", file=sys.stderr)
+        print(
+            f"refinery: snakemake exited {rc} before this run's manifest was written; the "
+            "table above is from an earlier run; see the errors above",
+            file=sys.stderr,
+        )
     return 0 if (rc == 0 and manifest.get("ok")) else 1
 
 

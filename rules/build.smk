@@ -36,6 +36,9 @@ rule fetch_sdist:
         record=f"{RESULTS}/sdists/{{key}}.json",
     params:
         source=sdist_params,
+    # a build is ready only once its sdist is here: fetching in the builds' priority order is
+    # what lets the build order follow --schedule when jobs are scarce
+    priority: build_priority
     log:
         f"{RESULTS}/logs/fetch_sdist/{{key}}.log",
     conda:

@@ -121,5 +121,11 @@ def build_cpus(wildcards, attempt):
     return _build_resources(wildcards, attempt)["cpus_per_task"]
 
 
+def full_run():
+    """A run towards the manifest, not `prefetch` alone: only then are manifest and history due."""
+    targets = {r.name for r in workflow.dag.targetrules}
+    return not (targets or workflow.dag.targetfiles) or bool(targets & {"all", "aggregate"})
+
+
 def report_run(success):
     _report_run(SETTINGS, success)

@@ -28,7 +28,7 @@ from tests.workflow.test_scheduling import make_index, make_wheelhouse, refinery
 
 pytestmark = pytest.mark.slow
 
-SLOW_SLEEP = 15.0  # seconds the slow build sleeps inside `setup.py bdist_wheel`
+SLOW_SLEEP = 10.0  # seconds the slow build sleeps inside `setup.py bdist_wheel`
 PROJECTS = {
     "quick-a": {},
     "quick-b": {},
@@ -226,9 +226,13 @@ def test_sigint_mid_build_stops_promptly_and_resumes(
 ):
     prepare(tmp_path, wheelhouse)
     rc, took = start_and_interrupt(tmp_path, resume_index, isolated_pip_env, signal.SIGINT)
+    print(f"refinery exited {rc} {took:.1f} s after SIGINT")
     assert rc != 0
     # promptly: well before the slow build would have finished on its own
     assert took < SLOW_SLEEP, f"refinery took {took:.1f} s to stop after SIGINT"
+    # Snakemake itself got the interrupt and shut down cleanly: it removed its lock
+    locks = tmp_path / "cache" / "workflow" / ".snakemake" / "locks"
+    assert not locks.is_dir() or not any(locks.iterdir()), sorted(locks.iterdir())
     deadline = time.monotonic() + 10
     while stray_processes(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -1,16 +1,21 @@
-"""Build order from history (`--schedule`), seen in the start times of real builds.
+"""Build order from history (`--schedule`) in the start times of real builds; the warm-up
+(`prefetch`) target.
 
-A module-local PEP 503 index (file://) of four C projects whose wheel builds sleep for
-different times; the history is seeded with those durations, and `--jobs 1` runs one build at
-a time, so the start order of the builds is the order Snakemake's priorities chose.
+A module-local PEP 503 index of four C projects whose wheel builds sleep for different times
+(as file:// for the order tests, over HTTP with a request log for the warm-up test). The
+order tests seed the history with those durations and run `--jobs 1`: one build at a time, so
+the start order of the builds is the order Snakemake's priorities chose.
 """
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import shutil
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -72,11 +77,40 @@ def build_starts(history_db: Path) -> list[tuple[str, float]]:
 
 
 @pytest.fixture(scope="module")
-def sleepy_index(tmp_path_factory) -> str:
-    return make_index(
-        tmp_path_factory.mktemp("sched-index"),
-        {name: {"build_sleep": sleep} for name, sleep in SLEEPS.items()},
+def sleepy_index_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sched-index")
+    make_index(root, {name: {"build_sleep": sleep} for name, sleep in SLEEPS.items()})
+    return root
+
+
+@pytest.fixture(scope="module")
+def sleepy_index(sleepy_index_root) -> str:
+    return (sleepy_index_root / "simple").as_uri()
+
+
+class _LoggingHandler(http.server.SimpleHTTPRequestHandler):
+    requests: list[str]  # set per server
+
+    def do_GET(self):  # noqa: N802 - the http.server API
+        self.requests.append(self.path)
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def served_index(sleepy_index_root):
+    """The same index over HTTP, with every requested path logged (cleared by the test)."""
+    requests: list[str] = []
+    handler = type("Handler", (_LoggingHandler,), {"requests": requests})
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(sleepy_index_root))
     )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/simple", requests
+    server.shutdown()
 
 
 def seed_history(path: Path, durations: dict[str, float]) -> None:
@@ -119,3 +153,46 @@ def test_schedule_orders_real_builds(tmp_path, sleepy_index, isolated_pip_env, m
     con.close()
     for (before, _), (after, start) in zip(starts, starts[1:], strict=False):
         assert ends[before] <= start, (before, after, starts)
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def _sdist_gets(requests: list[str]) -> list[str]:
+    return [r for r in requests if r.split("#")[0].endswith(".tar.gz")]
+
+
+def test_prefetch_warms_the_cache_before_a_parallel_run(tmp_path, served_index, isolated_pip_env):
+    """`refinery ... -- prefetch` (the workflow's warm-up target) downloads every sdist once and
+    builds nothing; the `--jobs 2` run after it downloads no sdist again."""
+    index_url, requests = served_index
+    make_wheelhouse(tmp_path / "in", BY_INPUT)
+    requests.clear()
+    res = run_refinery(refinery_args(tmp_path, index_url, "--jobs", "2", "--", "prefetch"),
+                       env=isolated_pip_env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    downloads = tmp_path / "cache" / "downloads"
+    assert sorted(_files(downloads)) == [f"{n}-1.0.tar.gz" for n in BY_INPUT]
+    assert sorted(_sdist_gets(requests)) == [f"/files/{n}-1.0.tar.gz" for n in BY_INPUT]
+    # a warm-up, not a run: nothing built, no manifest claiming failures, no failed history
+    assert not (tmp_path / "cache" / "logs").exists() or not any(
+        (tmp_path / "cache" / "logs").iterdir()
+    )
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    history = tmp_path / "cache" / "history.db"
+    if history.exists():
+        con = sqlite3.connect(history)
+        statuses = [s for (s,) in con.execute("SELECT DISTINCT status FROM events")]
+        con.close()
+        assert "failed" not in statuses
+
+    before = _files(downloads)
+    requests.clear()
+    res = run_refinery(refinery_args(tmp_path, index_url, "--jobs", "2"), env=isolated_pip_env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert {e["name"]: e["status"] for e in manifest["entries"]} == dict.fromkeys(SLEEPS, "built")
+    # the same files, untouched (inode and mtime), and no sdist asked of the index again
+    assert _files(downloads) == before
+    assert _sdist_gets(requests) == []
