@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from . import requeue
@@ -22,8 +23,6 @@ log = logging.getLogger(__name__)
 def plan_workflow(settings: Settings, inventory_path: Path, plan_path: Path) -> list[PlanNode]:
     inventory = read_json(inventory_path)
     records = [WheelRecord.from_json(w) for w in inventory["wheels"]]
-    from dataclasses import replace
-
     needed = requeue.load(settings.paths.requeue)
     if needed:
         extra = {k: tuple(v) for k, v in needed.items()}
