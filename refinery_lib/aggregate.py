@@ -16,7 +16,7 @@ from typing import Any
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from . import proc
-from .errors import CommandError
+from .errors import CommandError, RefineryError
 from .files import atomic_write_text, read_json, write_json
 from .history import History
 from .models import BAD_STATUSES, Action, Outcome, PlanNode, Status
@@ -160,13 +160,89 @@ def write_simple_index(output: Path, entries: list[Outcome]) -> None:
     )
 
 
+#: above this many packages the closure is checked with packaging alone: pip's resolver was
+#: measured here at 21 GB and 20+ minutes for 5,000 requirements on a native target
+PIP_CLOSURE_LIMIT = 300
+
+
+def metadata_closure(settings: Settings, entries: list[Outcome]) -> list[str]:
+    """Problems of the landed set, checked with packaging: every wheel's tags accepted by the
+    target, every Requires-Dist active for the target (extras followed) met by a landed wheel."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from .wheels import read_wheel_metadata
+
+    env = settings.target.marker_environment()
+    landed: dict[str, tuple[str, list[str]]] = {}
+    problems: list[str] = []
+    for e in entries:
+        if e.status not in LANDED or not e.wheel:
+            continue
+        wheel = settings.paths.output / e.wheel
+        if not settings.target.accepts(wheel_tags(e.wheel)):
+            problems.append(f"{e.wheel}: tags not accepted by the target")
+        try:
+            requires = read_wheel_metadata(wheel).get("requires-dist", [])
+        except (OSError, RefineryError) as exc:
+            problems.append(f"{e.wheel}: {exc}")
+            requires = []
+        landed[canonicalize_name(e.name)] = (e.version, requires)
+
+    def check(name: str, extras: frozenset[str], seen: set) -> None:
+        if (name, extras) in seen:
+            return
+        seen.add((name, extras))
+        version, requires = landed[name]
+        for line in requires:
+            try:
+                req = Requirement(line)
+            except InvalidRequirement:
+                continue
+            if req.marker is not None and not any(
+                req.marker.evaluate(dict(env, extra=x)) for x in (extras or {""})
+            ):
+                continue
+            dep = canonicalize_name(req.name)
+            if dep not in landed:
+                problems.append(f"{name} {version} requires {req}: not in the output")
+            elif not req.specifier.contains(landed[dep][0], prereleases=True):
+                problems.append(f"{name} {version} requires {req}: output has {landed[dep][0]}")
+            else:
+                check(dep, frozenset(req.extras), seen)
+
+    seen: set = set()
+    for name in sorted(landed):
+        check(name, frozenset(), seen)
+    return list(dict.fromkeys(problems))
+
+
 def closure_check(settings: Settings, entries: list[Outcome]) -> dict[str, Any]:
-    """pip resolves every landed package for the target, offline, against the output only."""
+    """Every landed package installs for the target, offline, from the output alone.
+
+    packaging checks names, versions, markers and tags for any size; pip's own resolver
+    confirms it up to PIP_CLOSURE_LIMIT packages.
+    """
     reqs = sorted(
         {f"{canonicalize_name(e.name)}=={e.version}" for e in entries if e.status in LANDED}
     )
     if not reqs:
-        return {"ok": True, "checked": 0, "detail": "nothing to check"}
+        return {"ok": True, "checked": 0, "detail": "nothing to check", "method": "none"}
+    problems = metadata_closure(settings, entries)
+    if problems:
+        return {
+            "ok": False,
+            "checked": len(reqs),
+            "method": "packaging",
+            "detail": "; ".join(problems[:10]) + (" ..." if len(problems) > 10 else ""),
+        }
+    if len(reqs) > PIP_CLOSURE_LIMIT:
+        return {
+            "ok": True,
+            "checked": len(reqs),
+            "method": "packaging",
+            "detail": f"all {len(reqs)} packages' requirements met in the output for the "
+            f"target (pip's resolver skipped above {PIP_CLOSURE_LIMIT} packages)",
+        }
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
@@ -194,10 +270,11 @@ def closure_check(settings: Settings, entries: list[Outcome]) -> dict[str, Any]:
         except CommandError as exc:
             lines = [ln for ln in exc.output.splitlines() if ln.strip()]
             detail = " ".join(lines[-4:])[:1000] or str(exc)
-            return {"ok": False, "checked": len(reqs), "detail": detail}
+            return {"ok": False, "checked": len(reqs), "detail": detail, "method": "pip"}
     return {
         "ok": True,
         "checked": len(reqs),
+        "method": "pip",
         "detail": f"pip resolves all {len(reqs)} packages offline for the target",
     }
 

@@ -150,3 +150,27 @@ def test_closure_check_rejects_wrong_platform(tmp_path):
     s = _settings(tmp_path)
     make_wheel(s.paths.output, "dep", "2.0", "cp311-cp311-manylinux_2_28_s390x")
     assert closure_check(s, [Outcome("dep", "2.0", Status.BUILT)])["ok"] is False
+
+
+def test_metadata_closure_for_large_sets(tmp_path, monkeypatch):
+    import refinery_lib.aggregate as agg
+
+    s = _settings(tmp_path)
+    make_wheel(
+        s.paths.output, "pure", "1.0", "py3-none-any", ("dep>=2", "win; sys_platform=='win32'")
+    )
+    make_wheel(s.paths.output, "dep", "1.5", "cp311-cp311-manylinux2014_s390x")
+    entries = [
+        Outcome("pure", "1.0", Status.REUSED, wheel="pure-1.0-py3-none-any.whl"),
+        Outcome("dep", "1.5", Status.BUILT, wheel="dep-1.5-cp311-cp311-manylinux2014_s390x.whl"),
+    ]
+    monkeypatch.setattr(agg, "PIP_CLOSURE_LIMIT", 1)  # the packaging check alone
+    bad = closure_check(s, entries)
+    assert bad["ok"] is False and bad["method"] == "packaging"
+    assert "pure 1.0 requires dep>=2: output has 1.5" in bad["detail"]
+    make_wheel(s.paths.output, "dep", "2.0", "cp311-cp311-manylinux2014_s390x")
+    entries[1] = Outcome(
+        "dep", "2.0", Status.BUILT, wheel="dep-2.0-cp311-cp311-manylinux2014_s390x.whl"
+    )
+    good = closure_check(s, entries)
+    assert good["ok"] is True and good["method"] == "packaging" and good["checked"] == 2
