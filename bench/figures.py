@@ -1,0 +1,424 @@
+"""The figures of bench/run, one method each; every figure measures its own floor in the run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import synth
+from common import (
+    BENCH,
+    Row,
+    Timed,
+    bench_env,
+    breakdown,
+    format_breakdown,
+    manifest,
+    median,
+    refinery_argv,
+    timed,
+)
+
+#: no refinery run of the benchmark may take longer than this (seconds)
+RUN_TIMEOUT = 1800.0
+#: a run longer than this is measured once, shorter ones are repeated (median)
+QUICK_ENOUGH = 60.0
+
+FLOOR_SNAKEFILE = """\
+# Snakemake's own floor: one rule that touches one file.
+rule touch:
+    output:
+        "done.txt",
+    shell:
+        "touch {output}"
+"""
+
+# figure 5: build sleeps (seconds) of 8 fixture projects; input (= fifo) order is by name and
+# differs from the order by duration, and one long build makes the order matter
+BUILD_SLEEPS = {"mk-a": 3.0, "mk-b": 0.5, "mk-c": 6.0, "mk-d": 1.0, "mk-e": 12.0, "mk-f": 2.0,
+                "mk-g": 1.0, "mk-h": 4.0}
+SCHEDULES = ("shortest-first", "fifo", "longest-first")
+
+
+@dataclass
+class Sizes:
+    repeat: int  # repetitions of the cheap measurements (median taken)
+    small: int  # figure 2: T(small) ...
+    big: int  # ... and T(big); figure 3 at big
+    scale: tuple[int, ...]  # figure 8
+    scan: int  # figure 4
+    sleep_factor: float  # figure 5
+    events: int  # figure 7
+    panel_requests: int
+    panel_seconds: float
+    closure_cap: float  # seconds: runs above `big` with the closure check are cut off here
+
+    @classmethod
+    def full(cls) -> Sizes:
+        return cls(5, 100, 2000, (100, 1000, 5000), 10_000, 1.0, 1_000_000, 200, 30.0, 120.0)
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(3, 50, 400, (50, 400, 1000), 2_000, 0.3, 100_000, 50, 10.0, 45.0)
+
+
+class Bench:
+    def __init__(self, work: Path, sizes: Sizes, log=print):
+        self.work = work
+        self.sizes = sizes
+        self.rows: list[Row] = []
+        self.notes: list[str] = []
+        self.log = log
+        self.fixed: float | None = None  # figure 1's value, the base of figures 3, 6 and 8
+        self.empty_index = synth.empty_index(work / "empty-index")
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _dir(self, *parts: str) -> Path:
+        d = self.work.joinpath(*parts)
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        return d
+
+    def _refine(self, inp: Path, base: Path, index_url: str, *extra: str, jobs: int = 2,
+                timeout: float = RUN_TIMEOUT, fresh: bool = True, trace: bool = True) -> Timed:
+        """One `refinery` run on base/out and base/cache (emptied first when `fresh`)."""
+        if fresh:
+            shutil.rmtree(base, ignore_errors=True)
+        base.mkdir(parents=True, exist_ok=True)
+        runs = len(list(base.glob("trace*.jsonl")))
+        env = bench_env(trace=base / f"trace{runs}.jsonl" if trace else None)
+        result = timed(refinery_argv(inp, base / "out", base / "cache", index_url, *extra,
+                                     jobs=jobs),
+                       env=env, timeout=timeout, log=base / f"run{runs}.log")
+        if not result.timed_out and result.returncode != 0:
+            raise RuntimeError(f"refinery failed (exit {result.returncode}); see "
+                               f"{base / f'run{runs}.log'}")
+        return result
+
+    def guarded(self, name: str, fn) -> None:
+        try:
+            fn()
+        except Exception as exc:  # a broken figure must not hide the others
+            self.log(f"figure {name} failed: {exc!r}")
+            traceback.print_exc(file=sys.stderr)
+            self.rows.append(Row(name, None, "", ok=False, note=repr(exc),
+                                 value_text=f"error: {str(exc)[:60]}"))
+
+    # -- figure 1 --------------------------------------------------------------------------
+    def fixed_cost(self) -> None:
+        """Refining a 1-wheel wheelhouse vs a one-rule Snakemake workflow touching one file."""
+        base = self._dir("fixed")
+        house = synth.make_wheelhouse(base / "in", 1, ("pure",))
+        snakefile = base / "floor" / "Snakefile"
+        snakefile.parent.mkdir()
+        snakefile.write_text(FLOOR_SNAKEFILE)
+
+        def floor(i: int) -> Timed:
+            d = self._dir("fixed", f"floor-run{i}")
+            return timed([sys.executable, "-m", "snakemake", "--snakefile", str(snakefile),
+                          "--directory", str(d), "--cores", "2", "--quiet", "progress",
+                          "rules"], env=bench_env(trace=d / "trace.jsonl"), log=d / "run.log")
+
+        self._refine(house.folder, base / "warm", self.empty_index)  # warm: .pyc, page cache
+        floor(-1)
+        ref, flo = [], []
+        for i in range(self.sizes.repeat):  # interleaved: load changes hit both alike
+            ref.append(self._refine(house.folder, base / f"run{i}", self.empty_index))
+            flo.append(floor(i))
+        value = median([r.seconds for r in ref])
+        fl = median([f.seconds for f in flo])
+        self.fixed = value
+        ratio = value / fl
+        self.rows.append(Row("1. fixed cost, 1-wheel wheelhouse", value, "s", fl, ratio,
+                             "<= 1.50x", ratio <= 1.5))
+        mid = sorted(ref, key=lambda r: r.seconds)[len(ref) // 2]
+        fmid = sorted(flo, key=lambda r: r.seconds)[len(flo) // 2]
+        self.notes.append(format_breakdown(
+            f"figure 1 breakdown (the median run, {mid.seconds:.2f} s):", breakdown(mid.trace))
+            + "\n" + format_breakdown(f"  its floor (the median run, {fmid.seconds:.2f} s):",
+                                      breakdown(fmid.trace)))
+
+    def _need_fixed(self) -> float:
+        if self.fixed is None:
+            self.guarded("1. fixed cost, 1-wheel wheelhouse", self.fixed_cost)
+        if self.fixed is None:
+            raise RuntimeError("figure 1 (the base of this figure) failed")
+        return self.fixed
+
+    # -- figures 2, 3 and 8 ----------------------------------------------------------------
+    def reuse_scale(self, do2: bool = True, do3: bool = True, do8: bool = True) -> None:
+        s = self.sizes
+        fixed = self._need_fixed()
+        sizes = sorted({*((s.small, s.big) if (do2 or do3) else ()), *(s.scale if do8 else ())})
+        for n in sizes:
+            folder = self.work / "reuse" / f"in{n}"
+            shutil.rmtree(folder, ignore_errors=True)
+            synth.make_wheelhouse(folder, n, ("pure", "abi3"))
+        floor_t: dict[int, float] = {}
+        ref_t: dict[int, Timed] = {}
+        bare_t: dict[int, Timed] = {}
+        noop_t: dict[int, float] = {}
+        bare_noop_t: dict[int, float] = {}  # only where the default run was cut off
+        traces: dict[str, Path | None] = {}
+        for n in sizes:
+            inp = self.work / "reuse" / f"in{n}"
+            reps = s.repeat if n <= s.small else 3
+            times = []
+            for _ in range(5):
+                out = self._dir("reuse", f"floor{n}")
+                times.append(timed([sys.executable, str(BENCH / "floor_reuse.py"), str(inp),
+                                    str(out)], env=bench_env()).seconds)
+            floor_t[n] = median(times)
+            self.log(f"  floor script N={n}: {floor_t[n]:.2f} s")
+            # the refinery as a user runs it (closure check on), cold cache
+            runs = []
+            for _ in range(reps):
+                cap = s.closure_cap if n > s.big else RUN_TIMEOUT
+                runs.append(self._refine(inp, self.work / "reuse" / f"ref{n}", self.empty_index,
+                                         timeout=cap))
+                if runs[-1].timed_out or runs[-1].seconds > QUICK_ENOUGH:
+                    break  # one long run is measurement enough (and all the budget allows)
+            ref_t[n] = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
+            state = "cut off" if ref_t[n].timed_out else "done"
+            self.log(f"  refinery N={n}: {ref_t[n].seconds:.2f} s ({state})")
+            if not ref_t[n].timed_out:
+                noop_t[n] = median([self._refine(inp, self.work / "reuse" / f"ref{n}",
+                                                 self.empty_index, fresh=False).seconds
+                                    for _ in range(3)])
+                self.log(f"  refinery no-op rerun N={n}: {noop_t[n]:.2f} s")
+            traces[f"ref{n}"] = ref_t[n].trace
+            # the same without the closure check: what the rest of the pipeline costs
+            runs = []
+            for _ in range(reps):
+                runs.append(self._refine(inp, self.work / "reuse" / f"bare{n}",
+                                         self.empty_index, "--no-closure-check"))
+                if runs[-1].seconds > QUICK_ENOUGH:
+                    break
+            bare_t[n] = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
+            if n not in noop_t:
+                # the run with the closure check was cut off: rerun the one without it
+                bare_noop_t[n] = median([self._refine(inp, self.work / "reuse" / f"bare{n}",
+                                                      self.empty_index, "--no-closure-check",
+                                                      fresh=False).seconds for _ in range(3)])
+            traces[f"bare{n}"] = bare_t[n].trace
+            self.log(f"  refinery --no-closure-check N={n}: {bare_t[n].seconds:.2f} s")
+
+        def slope(t: dict, a: int, b: int) -> tuple[float, bool]:
+            """ms per wheel between N=a and N=b; True when T(b) is only a lower bound."""
+            tb, ta = t[b], t[a]
+            sb = tb.seconds if isinstance(tb, Timed) else tb
+            sa = ta.seconds if isinstance(ta, Timed) else ta
+            cut = isinstance(tb, Timed) and tb.timed_out
+            return (sb - sa) / (b - a) * 1000, cut
+
+        if do2:
+            a, b = s.small, s.big
+            m, cut = slope(ref_t, a, b)
+            fm, _ = slope(floor_t, a, b)
+            self.rows.append(Row(f"2. marginal cost per reused wheel, N={a}->{b}", m,
+                                 "ms/wheel", fm, m / fm, "<= 3.00x", (m / fm) <= 3 and not cut))
+            bm, _ = slope(bare_t, a, b)
+            self.rows.append(Row("2. (same, --no-closure-check: rest of the pipeline)", bm,
+                                 "ms/wheel", fm, bm / fm, "", None))
+            self.notes.append(format_breakdown(
+                f"figure 2 breakdown: refinery at N={b}, cold ({ref_t[b].seconds:.1f} s):",
+                breakdown(traces[f"ref{b}"])))
+            self.notes.append(format_breakdown(
+                f"figure 2 breakdown: refinery --no-closure-check at N={b}, cold "
+                f"({bare_t[b].seconds:.1f} s):", breakdown(traces[f"bare{b}"])))
+        if do3:
+            n = s.big
+            if n in noop_t:
+                v = noop_t[n]
+                self.rows.append(Row(f"3. no-op rerun, N={n} (floor: figure 1)", v, "s", fixed,
+                                     v / fixed, "<= 1.20x", v / fixed <= 1.2))
+            else:
+                self.rows.append(Row(f"3. no-op rerun, N={n}", None, "s", fixed, None,
+                                     "<= 1.20x", False, value_text="no cold run to rerun"))
+        if do8:
+            scale = list(s.scale)
+            for n in scale:
+                t = ref_t[n]
+                text = f"> {t.seconds:.0f} s (cut off)" if t.timed_out else ""
+                self.rows.append(Row(f"8. cold run, N={n}", t.seconds, "s", floor_t[n],
+                                     None if t.timed_out else t.seconds / floor_t[n], "", None,
+                                     value_text=text))
+            for tag, series in (("", ref_t), (" --no-closure-check", bare_t)):
+                for a, b in zip(scale, scale[1:], strict=False):
+                    m, cut = slope(series, a, b)
+                    fm, _ = slope(floor_t, a, b)
+                    text = f"> {m:.2f} ms/wheel (cut off)" if cut else ""
+                    self.rows.append(Row(f"8. marginal{tag}, N={a}->{b}", m, "ms/wheel", fm,
+                                         None if cut else m / fm, "", None, value_text=text))
+                # linear: the cost per wheel does not grow with N; every completed size counts
+                done = [n for n in sorted(series) if not series[n].timed_out]
+                cut_sizes = [n for n in sorted(series) if series[n].timed_out]
+                name = f"8. linearity{tag}: last / first marginal over N={'/'.join(map(str, done))}"
+                slopes = [slope(series, a, b)[0] for a, b in zip(done, done[1:], strict=False)]
+                if len(slopes) < 2 or min(slopes) <= 0:
+                    self.rows.append(Row(name, None, "x", goal="<= 1.50", ok=None,
+                                         value_text="n/a: too few sizes, or noise"))
+                    continue
+                growth = slopes[-1] / slopes[0]
+                note = f" (N={'/'.join(map(str, cut_sizes))} cut off)" if cut_sizes else ""
+                self.rows.append(Row(name, growth, "x", None, None, "<= 1.50",
+                                     growth <= 1.5 and not cut_sizes,
+                                     value_text=f"{growth:.2f}{note}"))
+            for n in scale:
+                if n in noop_t:
+                    v, tag = noop_t[n], ""
+                elif n in bare_noop_t:
+                    v, tag = bare_noop_t[n], " (of the --no-closure-check run)"
+                else:
+                    continue
+                self.rows.append(Row(f"8. no-op rerun{tag}, N={n} (floor: fig. 1)", v, "s",
+                                     fixed, v / fixed, "<= 1.20x", v / fixed <= 1.2))
+
+    # -- figure 4 --------------------------------------------------------------------------
+    def scan(self) -> None:
+        n = self.sizes.scan
+        folder = self.work / "scan" / "in"
+        if not folder.is_dir() or len(list(folder.iterdir())) != n:
+            shutil.rmtree(folder, ignore_errors=True)
+            synth.make_wheelhouse(folder, n, ("pure", "abi3", "foreign"))
+        res = timed([sys.executable, str(BENCH / "scan_bench.py"), str(folder)],
+                    env=bench_env(), log=self.work / "scan" / "scan.json")
+        data = json.loads((self.work / "scan" / "scan.json").read_text().splitlines()[-1])
+        if res.returncode != 0 or data["invalid"]:
+            raise RuntimeError(f"scan bench failed: {data}")
+        rate, floor = data["scan_rate"], data["floor_rate"]
+        self.rows.append(Row(f"4. scan, {n:,} wheels (ratio: floor rate / rate)", rate, "/s",
+                             floor, floor / rate, ">= 2,000/s", rate >= 2000))
+
+    # -- figure 5 --------------------------------------------------------------------------
+    def makespan(self) -> None:
+        from tests.fixtures.projects import make_wheel
+
+        base = self._dir("makespan")
+        files = base / "index" / "files"
+        sleeps = {k: round(v * self.sizes.sleep_factor, 2) for k, v in BUILD_SLEEPS.items()}
+        for name, sleep in sleeps.items():
+            synth.make_sdist(files, name, "1.0", c_ext=True, build_sleep=sleep)
+        index_url = synth.write_index(base / "index", [], tools=True)
+        inp = base / "in"
+        for name in sleeps:
+            make_wheel(inp, name, "1.0", synth.wheel_tag("foreign", synth.host_arch()))
+        history = base / "history.db"
+        common = ("--history-db", str(history), "--attempt-backoff-base", "0.01",
+                  "--attempt-backoff-max", "0.02", "--no-closure-check")
+        # closure check off: it runs after the builds, outside the makespan
+        learn = self._refine(inp, base / "learn", index_url, *common, "--schedule", "fifo")
+        self.log(f"  learning run (fifo): {learn.seconds:.1f} s")
+        for mode in SCHEDULES:
+            run = self._refine(inp, base / mode, index_url, *common, "--schedule", mode)
+            m = manifest(base / mode / "out")
+            built = {e["name"]: e["metadata"]["duration"] for e in m["entries"]
+                     if e["status"] == "built"}
+            if len(built) != len(sleeps):
+                raise RuntimeError(f"{mode}: built {sorted(built)} of {sorted(sleeps)}")
+            attempts = _attempts(history, m["run_id"])
+            starts = sorted((ts - d, pkg) for pkg, ts, d in attempts)
+            span = max(ts for _, ts, _ in attempts) - min(st for st, _ in starts)
+            durations = list(built.values())
+            bound = max(max(durations), sum(durations) / 2)
+            ratio = span / bound
+            self.rows.append(Row(f"5. build makespan, --jobs 2, --schedule {mode}", span, "s",
+                                 bound, ratio, "<= 1.10x", ratio <= 1.10))
+            t0 = min(st for st, _ in starts)
+            order = ", ".join(f"{pkg}@{st - t0:.1f}s({built[pkg]:.1f}s)" for st, pkg in starts)
+            ideal = _list_schedule([built[pkg] for _, pkg in starts], 2)
+            self.notes.append(
+                f"figure 5, {mode}: run {run.seconds:.1f} s; builds started "
+                f"(name@start(duration)): {order}; this start order with no time between "
+                f"builds would take {ideal:.1f} s ({ideal / bound:.2f}x the bound): the rest, "
+                f"{span - ideal:.1f} s, is time between builds (job start, sdist jobs)")
+
+    # -- figure 6 --------------------------------------------------------------------------
+    def build_overhead(self) -> None:
+        from tests.fixtures.projects import make_wheel
+
+        fixed = self._need_fixed()
+        base = self._dir("overhead")
+        sdist = synth.make_sdist(base / "index" / "files", "solo", "1.0", c_ext=True)
+        index_url = synth.write_index(base / "index", [], tools=True)
+        inp = base / "in"
+        make_wheel(inp, "solo", "1.0", synth.wheel_tag("foreign", synth.host_arch()))
+
+        def pip_wheel(i: int) -> Timed:
+            d = self._dir("overhead", f"pip{i}")
+            return timed([sys.executable, "-m", "pip", "wheel", "--no-deps", "--index-url",
+                          index_url, "--wheel-dir", str(d / "wheels"), str(sdist)],
+                         env=bench_env(), log=d / "pip.log")
+
+        def refine(i: int) -> Timed:
+            return self._refine(inp, base / f"ref{i}", index_url)
+
+        pip_wheel(-1)
+        refine(-1)  # warm
+        pips, refs = [], []
+        for i in range(3):
+            p = pip_wheel(i)
+            if p.returncode != 0:
+                raise RuntimeError(f"pip wheel failed; see {base / f'pip{i}' / 'pip.log'}")
+            pips.append(p.seconds)
+            refs.append(refine(i))
+        tp = median(pips)
+        tr = median([r.seconds for r in refs])
+        ratio = (tr - fixed) / tp
+        self.rows.append(Row("6. one build: refinery - fixed cost (fig. 1) vs pip wheel",
+                             tr - fixed, "s", tp, ratio, "<= 1.05x", ratio <= 1.05,
+                             note=f"refinery run {tr:.2f} s"))
+        self.rows.append(Row("6. (the whole refinery run building it)", tr, "s", tp, tr / tp,
+                             "", None))
+        mid = sorted(refs, key=lambda r: r.seconds)[1]
+        self.notes.append(format_breakdown(
+            f"figure 6 breakdown (median refinery run, {mid.seconds:.2f} s; pip wheel "
+            f"{tp:.2f} s):", breakdown(mid.trace)))
+
+    # -- figure 7 --------------------------------------------------------------------------
+    def panel(self) -> None:
+        import panel_bench
+
+        s = self.sizes
+        base = self._dir("panel")
+        db = base / "history.db"
+        gen = panel_bench.generate(db, s.events)
+        self.log(f"  {s.events:,} events written in {gen:.1f} s")
+        with panel_bench.serve(db, bench_env()) as port:
+            floor = panel_bench.load(port, panel_bench.FLOOR_PATH, s.panel_requests,
+                                     s.panel_seconds)
+            for path in panel_bench.PATHS:
+                r = panel_bench.load(port, path, s.panel_requests, s.panel_seconds)
+                self.rows.append(Row(f"7. panel {path} p95, {s.events:,} events "
+                                     f"({r['requests']} requests)", r["p95"], "ms",
+                                     floor["p95"], r["p95"] / floor["p95"], "<= 100 ms",
+                                     r["p95"] <= 100))
+                self.rows.append(Row(f"7. panel {path} p50", r["p50"], "ms", floor["p50"],
+                                     r["p50"] / floor["p50"], "", None))
+        self.notes.append(f"figure 7 floor: GET {panel_bench.FLOOR_PATH} of the same server "
+                          f"(no database, no template), {floor['requests']} requests")
+
+
+def _list_schedule(durations: list[float], machines: int) -> float:
+    """Makespan of starting jobs in this order, each on the first free machine, no gaps."""
+    free = [0.0] * machines
+    for d in durations:
+        i = free.index(min(free))
+        free[i] += d
+    return max(free)
+
+
+def _attempts(history: Path, run_id: str) -> list[tuple[str, float, float]]:
+    """(package, end, duration) of every build attempt of one run."""
+    con = sqlite3.connect(history)
+    try:
+        return [(p, ts, d) for p, ts, d in con.execute(
+            "SELECT package, ts, json_extract(metadata, '$.duration') FROM events"
+            " WHERE run_id = ? AND status = 'attempt'", (run_id,))]
+    finally:
+        con.close()
