@@ -274,9 +274,14 @@ def snapshot(src: Path, dest: Path) -> str:
     new files git does not ignore) to `dest`, so a run measures one state of the code while its
     owner keeps editing. Returns `snapshot_state(src)`."""
     state = snapshot_state(src)
-    files = subprocess.run(["git", "-C", str(src), "ls-files", "-z", "--cached", "--others",
-                            "--exclude-standard"], capture_output=True, check=True).stdout
+    listed = subprocess.run(["git", "-C", str(src), "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], capture_output=True)
     shutil.rmtree(dest, ignore_errors=True)
+    if listed.returncode != 0:  # not a git checkout: all of it, caches aside
+        shutil.copytree(src, dest, ignore=shutil.ignore_patterns(
+            ".git", "__pycache__", ".snakemake", "*.egg-info"))
+        return state
+    files = listed.stdout
     for rel in filter(None, files.decode().split("\0")):
         source = src / rel
         if source.is_file():

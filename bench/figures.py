@@ -75,6 +75,7 @@ class Bench:
         self.notes: list[str] = []
         self.log = log
         self.fixed: float | None = None  # figure 1's value, the base of figures 3, 6 and 8
+        self._traces = 0
         self.empty_index = synth.empty_index(work / "empty-index")
 
     # -- helpers ---------------------------------------------------------------------------
@@ -90,11 +91,18 @@ class Bench:
         if fresh:
             shutil.rmtree(base, ignore_errors=True)
         base.mkdir(parents=True, exist_ok=True)
-        runs = len(list(base.glob("trace*.jsonl")))
+        runs = len(list(base.glob("run*.log")))
         env = bench_env(trace=base / f"trace{runs}.jsonl" if trace else None)
         result = timed(refinery_argv(inp, base / "out", base / "cache", index_url, *extra,
                                      jobs=jobs),
                        env=env, timeout=timeout, log=base / f"run{runs}.log")
+        if result.trace is not None and result.trace.exists():
+            # kept apart: a fresh run of the same base would overwrite it
+            self._traces += 1
+            kept = self.work / "traces" / f"{base.name}-{self._traces}.jsonl"
+            kept.parent.mkdir(exist_ok=True)
+            shutil.move(result.trace, kept)
+            result.trace = kept
         if not result.timed_out and result.returncode != 0:
             raise RuntimeError(f"refinery failed (exit {result.returncode}); see "
                                f"{base / f'run{runs}.log'}")
