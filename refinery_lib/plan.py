@@ -296,27 +296,15 @@ class Planner:
                             queue.append((existing, existing.depth))
                         continue
                     self.extra_nodes.append(
-                        _Node(
-                            name=dep,
-                            version="",
-                            action=Action.MISSING,
-                            requirement=str(req),
-                            needed_by=[who],
-                            depth=depth + 1,
-                            detail=f"conflict: {dep} {existing.version} is planned but {who} "
-                            f"requires {req}",
-                        )
+                        _missing(dep, req, who, depth + 1,
+                                 f"conflict: {dep} {existing.version} is planned but {who} "
+                                 f"requires {req}")
                     )
                     continue
                 if depth + 1 > self.settings.expansion_depth:
-                    self.nodes[dep] = _Node(
-                        name=dep,
-                        version="",
-                        action=Action.MISSING,
-                        requirement=str(req),
-                        needed_by=[who],
-                        depth=depth + 1,
-                        detail=f"{req} (needed by {who}) is beyond the expansion depth "
+                    self.nodes[dep] = _missing(
+                        dep, req, who, depth + 1,
+                        f"{req} (needed by {who}) is beyond the expansion depth "
                         f"{self.settings.expansion_depth}",
                     )
                     continue
@@ -397,6 +385,12 @@ class Planner:
             )
         out.sort(key=lambda p: (p.depth, p.name, p.version))
         return out
+
+
+def _missing(name: str, req: Requirement, who: str, depth: int, detail: str) -> _Node:
+    """A requirement nothing planned can meet, naming who needs it."""
+    return _Node(name=name, version="", action=Action.MISSING, requirement=str(req),
+                 needed_by=[who], depth=depth, detail=detail)
 
 
 def _break_cycles(edges: dict[str, list[str]]) -> None:
