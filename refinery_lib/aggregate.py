@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import logging
 import os
 import sys
@@ -17,10 +18,10 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from . import proc
 from .errors import CommandError, RefineryError
-from .files import atomic_write_text, read_json, write_json
+from .files import read_json, write_json, write_tree
 from .history import History
 from .models import BAD_STATUSES, Action, Outcome, PlanNode, Status
-from .provenance import provenance, write_provenance
+from .provenance import provenance
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ def write_simple_index(output: Path, entries: list[Outcome]) -> None:
     for e in entries:
         if e.status in LANDED and e.wheel:
             by_project.setdefault(canonicalize_name(e.name), []).append(e)
-    root = output / "simple"
+    files: dict[str, str] = {}
     links = []
     for project in sorted(by_project):
         anchors = "\n".join(
@@ -146,22 +147,21 @@ def write_simple_index(output: Path, entries: list[Outcome]) -> None:
             f"{html.escape(e.wheel)}</a><br>"
             for e in sorted(by_project[project], key=lambda e: e.wheel)
         )
-        atomic_write_text(
-            root / project / "index.html",
+        files[f"{project}/index.html"] = (
             f'<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="1.0">'
             f"<title>Links for {project}</title></head>\n<body><h1>Links for {project}</h1>\n"
-            f"{anchors}\n</body></html>\n",
+            f"{anchors}\n</body></html>\n"
         )
         links.append(f'<a href="{project}/">{project}</a><br>')
-    atomic_write_text(
-        root / "index.html",
+    files["index.html"] = (
         '<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="1.0">'
-        "<title>Simple index</title></head>\n<body>\n" + "\n".join(links) + "\n</body></html>\n",
+        "<title>Simple index</title></head>\n<body>\n" + "\n".join(links) + "\n</body></html>\n"
     )
+    write_tree(output / "simple", files)
 
 
-#: above this many packages the closure is checked with packaging alone: pip's resolver was
-#: measured here at 21 GB and 20+ minutes for 5,000 requirements on a native target
+#: `refinery verify` asks pip's resolver to confirm the closure up to this many packages: it
+#: was measured here at 21 GB and 20+ minutes for 5,000 requirements on a native target
 PIP_CLOSURE_LIMIT = 300
 
 
@@ -216,11 +216,14 @@ def metadata_closure(settings: Settings, entries: list[Outcome]) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
-def closure_check(settings: Settings, entries: list[Outcome]) -> dict[str, Any]:
+def closure_check(
+    settings: Settings, entries: list[Outcome], confirm_with_pip: bool = False
+) -> dict[str, Any]:
     """Every landed package installs for the target, offline, from the output alone.
 
-    packaging checks names, versions, markers and tags for any size; pip's own resolver
-    confirms it up to PIP_CLOSURE_LIMIT packages.
+    packaging checks names, versions, markers and tags for any size (every run); with
+    `confirm_with_pip` (`refinery verify`) pip's own resolver confirms it up to
+    PIP_CLOSURE_LIMIT packages (0.3 s of a run's fixed cost when it was part of every run).
     """
     reqs = sorted(
         {f"{canonicalize_name(e.name)}=={e.version}" for e in entries if e.status in LANDED}
@@ -235,13 +238,18 @@ def closure_check(settings: Settings, entries: list[Outcome]) -> dict[str, Any]:
             "method": "packaging",
             "detail": "; ".join(problems[:10]) + (" ..." if len(problems) > 10 else ""),
         }
-    if len(reqs) > PIP_CLOSURE_LIMIT:
+    if not confirm_with_pip or len(reqs) > PIP_CLOSURE_LIMIT:
+        skipped = (
+            f"pip's resolver skipped above {PIP_CLOSURE_LIMIT} packages"
+            if confirm_with_pip
+            else "`refinery verify` confirms it with pip"
+        )
         return {
             "ok": True,
             "checked": len(reqs),
             "method": "packaging",
             "detail": f"all {len(reqs)} packages' requirements met in the output for the "
-            f"target (pip's resolver skipped above {PIP_CLOSURE_LIMIT} packages)",
+            f"target ({skipped})",
         }
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env["PIP_CONFIG_FILE"] = os.devnull
@@ -304,14 +312,22 @@ def aggregate(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
         "entries": [e.to_json() | {"events": None} for e in entries],
     }
     nodes = {(n["name"], n["version"]): PlanNode.from_json(n) for n in plan["nodes"]}
+    prov: dict[str, str] = {}
     for entry, outcome in zip(manifest["entries"], entries, strict=True):
         entry.pop("events")
         if outcome.status in LANDED and outcome.wheel:
             planned = outcome.metadata.get("fallback_from") or outcome.version
             node = nodes.get((outcome.name, planned))
             record = provenance(outcome, node, manifest["target"])
-            write_provenance(settings.paths.output, outcome, record)
+            if outcome.status in (Status.BUILT, Status.CACHED):
+                # a file beside the manifest only where there is a story to tell (sdist, build);
+                # a reused or fetched wheel's origin stays in the manifest: one file less per
+                # wheel, the cost that made aggregation grow faster than linearly (bench/)
+                prov[f"{outcome.wheel}.json"] = (
+                    json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"
+                )
             entry["provenance"] = record
+    write_tree(settings.paths.output / "provenance", prov)
     write_json(settings.paths.manifest, manifest)
     history = History(settings.paths.history_db)
     history.start_run(run_id, target.python_tag, target.platform_tag)

@@ -44,13 +44,16 @@ def read_json(path: Path | str) -> Any:
 
 
 def atomic_copy(src: Path, dest: Path) -> Path:
-    """Copy `src` to `dest` via a temporary file, so readers never see half a wheel."""
+    """Copy `src` to `dest` via a temporary file, so readers never see half a wheel; a hard
+    link when both are on one file system (wheels are never modified in place)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-    os.close(fd)
+    tmp = str(dest.parent / f".{dest.name}.{os.getpid()}.tmp")
     try:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o644)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+            os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
@@ -67,3 +70,29 @@ def place_wheel(src: Path, folder: Path, sha256: str | None = None) -> Path:
         if sha256_file(dest) == (sha256 or sha256_file(src)):
             return dest
     return atomic_copy(src, dest)
+
+
+def write_tree(folder: Path, files: dict[str, str]) -> None:
+    """Replace `folder` by exactly `files` (relative path -> text), written into a fresh
+    sibling folder and swapped in: one rename for the set, not a temporary file per file."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        made: set[Path] = set()
+        for rel, text in files.items():
+            path = inside(fresh, rel)
+            if path.parent not in made:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                made.add(path.parent)
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        os.chmod(fresh, 0o755)
+        old = None
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
+            os.replace(folder, old / folder.name)
+        os.replace(fresh, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from .files import inside, write_json
 from .models import Outcome, PlanNode, Status
 
 _BUILD_KEYS = (
@@ -52,9 +50,3 @@ def provenance(outcome: Outcome, node: PlanNode | None, target: dict[str, str]) 
     elif outcome.status is Status.REUSED:
         record["origin"] = {"input_file": meta.get("input_file", ""), "sha256": outcome.sha256}
     return record
-
-
-def write_provenance(output: Path, outcome: Outcome, record: dict[str, Any]) -> Path:
-    path = inside(output / "provenance", f"{outcome.wheel}.json")
-    write_json(path, record)
-    return path

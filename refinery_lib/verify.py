@@ -111,7 +111,7 @@ def verify(settings: Settings, rebuild: bool = True) -> dict[str, Any]:
         for e in manifest["entries"]
         if e["status"] in ("reused", "fetched", "built", "cached")
     ]
-    manifest["closure"] = closure_check(settings, landed)
+    manifest["closure"] = closure_check(settings, landed, confirm_with_pip=True)
     manifest["smoke"] = [smoke_import(settings, settings.paths.output / e.wheel) for e in landed]
     manifest["verify"] = {
         "rebuilt": len(results),

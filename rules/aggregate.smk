@@ -10,7 +10,5 @@ rule aggregate:
         complete=f"{RESULTS}/aggregate/complete.json",
     log:
         f"{RESULTS}/logs/aggregate.log",
-    conda:
-        "../envs/refinery.yaml"
-    script:
-        "../scripts/aggregate.py"
+    run:
+        inline("aggregate.py", input, output, params, wildcards, log)

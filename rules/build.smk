@@ -7,10 +7,8 @@ rule reuse_wheels:
         record=f"{RESULTS}/reuse/reused.json",
     log:
         f"{RESULTS}/logs/reuse_wheels.log",
-    conda:
-        "../envs/refinery.yaml"
-    script:
-        "../scripts/reuse_wheels.py"
+    run:
+        inline("reuse_wheels.py", input, output, params, wildcards, log)
 
 
 rule fetch_wheels:
@@ -21,10 +19,8 @@ rule fetch_wheels:
         record=f"{RESULTS}/fetch/fetched.json",
     log:
         f"{RESULTS}/logs/fetch_wheels.log",
-    conda:
-        "../envs/refinery.yaml"
-    script:
-        "../scripts/fetch_wheels.py"
+    run:
+        inline("fetch_wheels.py", input, output, params, wildcards, log)
 
 
 rule fetch_sdist:
@@ -41,10 +37,8 @@ rule fetch_sdist:
     priority: build_priority
     log:
         f"{RESULTS}/logs/fetch_sdist/{{key}}.log",
-    conda:
-        "../envs/refinery.yaml"
-    script:
-        "../scripts/fetch_sdist.py"
+    run:
+        inline("fetch_sdist.py", input, output, params, wildcards, log)
 
 
 rule build_wheel:

@@ -2,13 +2,14 @@
 import functools
 import json
 import os
+from pathlib import Path
 
 from refinery_lib.containers import snakemake_container
 from refinery_lib.models import Action
 from refinery_lib.scheduling import build_priorities, build_resources
 from refinery_lib.settings import Settings
 from refinery_lib.wheels import list_input_files
-from refinery_lib.workflow import build_params, report_run as _report_run
+from refinery_lib.workflow import build_params, report_run as _report_run, run_inline
 
 SETTINGS = Settings.from_config(config)
 # image of the build rule's `container:` directive (--use-singularity / --sdm apptainer): the
@@ -129,3 +130,9 @@ def full_run():
 
 def report_run(success):
     _report_run(SETTINGS, success)
+
+
+def inline(script, input, output, params, wildcards, log):
+    """A scripts/ adapter run in this process: a `run:` job of a local rule, no new interpreter."""
+    run_inline(Path(workflow.basedir) / "scripts" / script, input=input, output=output,
+               params=params, wildcards=wildcards, log=log, config=config)

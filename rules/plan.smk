@@ -12,7 +12,5 @@ checkpoint plan:
         overrides=config["overrides"],
     log:
         f"{RESULTS}/logs/plan.log",
-    conda:
-        "../envs/refinery.yaml"
-    script:
-        "../scripts/plan.py"
+    run:
+        inline("plan.py", input, output, params, wildcards, log)

@@ -6,7 +6,5 @@ rule scan:
         inventory=f"{RESULTS}/scan/inventory.json",
     log:
         f"{RESULTS}/logs/scan.log",
-    conda:
-        "../envs/refinery.yaml"
-    script:
-        "../scripts/scan.py"
+    run:
+        inline("scan.py", input, output, params, wildcards, log)

@@ -56,8 +56,9 @@ def failure_rate(df: pd.DataFrame, limit: int = 15) -> pd.DataFrame:
     builds = df[df["status"].isin(["built", "failed"])]
     if builds.empty:
         return pd.DataFrame(columns=["package", "builds", "failures", "rate"])
-    g = builds.groupby("package")["status"]
-    table = pd.DataFrame({"builds": g.size(), "failures": g.apply(lambda s: (s == "failed").sum())})
+    failed = builds["status"].eq("failed")
+    g = failed.groupby(builds["package"])
+    table = pd.DataFrame({"builds": g.size(), "failures": g.sum()})
     table["rate"] = table["failures"] / table["builds"]
     table = table.sort_values(["failures", "rate"], ascending=False).head(limit)
     return table.reset_index()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from typing import Any
 
 from refinery_lib.history import History
 from refinery_lib.queue import RetryQueue
+from refinery_lib.scheduling import db_state
 
 from . import catalog, charts, logs, stats
 from .settings import PanelSettings
@@ -35,6 +37,22 @@ def events_with_status(
 
 def dashboard(history: History, queue: RetryQueue) -> dict[str, Any]:
     requests = queue.requests()
+    by_package = tuple(sorted(Counter(r.name for r in requests).items()))
+    state = db_state(history.path.resolve())
+    if state is None:
+        return _dashboard(history, len(requests), by_package)
+    return _cached_dashboard(str(history.path.resolve()), state, len(requests), by_package)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_dashboard(path: str, state: tuple, depth: int, by_package: tuple) -> dict[str, Any]:
+    """The history changes when a run records its events: until then, the same page."""
+    from pathlib import Path
+
+    return _dashboard(History(Path(path)), depth, by_package)
+
+
+def _dashboard(history: History, depth: int, by_package: tuple) -> dict[str, Any]:
     df = stats.events_frame(history)
     return {
         "counts": dict(sorted(history.status_counts().items())),
@@ -42,8 +60,8 @@ def dashboard(history: History, queue: RetryQueue) -> dict[str, Any]:
         "failures": events_with_status(history, "failed", 10),
         "top_failures": history.top_failures(10),
         "top_slowest": history.top_slowest(10),
-        "queue_depth": len(requests),
-        "charts": charts.dashboard(df, len(requests), Counter(r.name for r in requests)),
+        "queue_depth": depth,
+        "charts": charts.dashboard(df, depth, Counter(dict(by_package))),
     }
 
 

@@ -29,3 +29,13 @@ stop() {  # stop PIDFILE COMM
 stop "$STATE/slurmd.pid" slurmd
 stop "$STATE/slurmctld.pid" slurmctld
 stop "$STATE/munged.pid" munged
+
+# The slurm executor plugin runs `scontrol show config` whenever Snakemake starts (any
+# executor); with a slurm.conf naming a controller that is gone, that waits 10 s for a timeout.
+# Put up.sh's file aside (up.sh writes it again), so Snakemake starts fast once SLURM is down.
+CONF=/etc/slurm/slurm.conf
+if [ -f "$CONF" ] && grep -q "written by s390x-wheel-refinery" "$CONF"; then
+    mkdir -p "$STATE"
+    mv -f "$CONF" "$STATE/slurm.conf.down"
+    echo "slurm-down: moved $CONF to $STATE/slurm.conf.down" >&2
+fi

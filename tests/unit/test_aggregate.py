@@ -3,24 +3,16 @@
 import json
 import sqlite3
 
+import pytest
+
 from refinery_lib.aggregate import aggregate, closure_check, summary_table
 from refinery_lib.files import write_json
 from refinery_lib.history import new_event
 from refinery_lib.models import Action, Outcome, PlanNode, Status, node_key
-from refinery_lib.settings import Settings
+from tests.fixtures.config import unit_settings
 from tests.fixtures.projects import make_wheel
 
-
-def _settings(tmp_path, **extra):
-    conf = {
-        "input": "in",
-        "output": "out",
-        "cache": "cache",
-        "results": "res",
-        "target": {"python": "3.11", "platform_tag": "manylinux2014_s390x"},
-        **extra,
-    }
-    return Settings.from_config(conf, tmp_path)
+_settings = unit_settings
 
 
 def _node(name, version, action, **kw):
@@ -114,6 +106,11 @@ def test_manifest_after_failed_job(tmp_path):
     page = (tmp_path / "out" / "simple" / "dep" / "index.html").read_text()
     assert "dep-2.0-cp311-cp311-manylinux2014_s390x.whl#sha256=" + "1" * 64 in page
     assert not (tmp_path / "out" / "simple" / "bad").exists()
+    # provenance: every landed wheel in the manifest, a file only for built ones
+    assert by["pure"]["provenance"]["origin"]["input_file"] == ""
+    assert by["dep"]["provenance"]["build"] == {"variant": "isolated", "duration": 3.0}
+    prov = sorted(p.name for p in (tmp_path / "out" / "provenance").iterdir())
+    assert prov == ["dep-2.0-cp311-cp311-manylinux2014_s390x.whl.json"]
     # history: each event once, even when aggregation runs again
     db = tmp_path / "cache" / "history.db"
     count = sqlite3.connect(db).execute("SELECT COUNT(*) FROM events").fetchone()[0]
@@ -135,21 +132,27 @@ def test_outcome_beats_stale_failure_record(tmp_path):
     assert {e["name"]: e["status"] for e in m["entries"]}["bad"] == "built"
 
 
-def test_closure_check_reports_unsatisfied_dependency(tmp_path):
+@pytest.mark.parametrize("with_pip", [False, True], ids=["run", "verify"])
+def test_closure_check_reports_unsatisfied_dependency(tmp_path, with_pip):
     s = _settings(tmp_path)
     make_wheel(s.paths.output, "pure", "1.0", "py3-none-any", ("dep>=1",))
-    entry = Outcome("pure", "1.0", Status.REUSED)
-    bad = closure_check(s, [entry])
+    entry = Outcome("pure", "1.0", Status.REUSED, wheel="pure-1.0-py3-none-any.whl")
+    bad = closure_check(s, [entry], confirm_with_pip=with_pip)
     assert bad["ok"] is False and "dep" in bad["detail"]
     make_wheel(s.paths.output, "dep", "2.0", "cp311-cp311-manylinux2014_s390x")
-    good = closure_check(s, [entry, Outcome("dep", "2.0", Status.BUILT)])
+    dep = Outcome("dep", "2.0", Status.BUILT, wheel="dep-2.0-cp311-cp311-manylinux2014_s390x.whl")
+    good = closure_check(s, [entry, dep], confirm_with_pip=with_pip)
     assert good["ok"] is True and good["checked"] == 2
+    # a run checks with packaging only; `refinery verify` has pip's resolver confirm it
+    assert good["method"] == ("pip" if with_pip else "packaging")
 
 
 def test_closure_check_rejects_wrong_platform(tmp_path):
     s = _settings(tmp_path)
     make_wheel(s.paths.output, "dep", "2.0", "cp311-cp311-manylinux_2_28_s390x")
-    assert closure_check(s, [Outcome("dep", "2.0", Status.BUILT)])["ok"] is False
+    dep = Outcome("dep", "2.0", Status.BUILT, wheel="dep-2.0-cp311-cp311-manylinux_2_28_s390x.whl")
+    assert closure_check(s, [dep])["ok"] is False
+    assert closure_check(s, [dep], confirm_with_pip=True)["ok"] is False
 
 
 def test_metadata_closure_for_large_sets(tmp_path, monkeypatch):
@@ -164,13 +167,13 @@ def test_metadata_closure_for_large_sets(tmp_path, monkeypatch):
         Outcome("pure", "1.0", Status.REUSED, wheel="pure-1.0-py3-none-any.whl"),
         Outcome("dep", "1.5", Status.BUILT, wheel="dep-1.5-cp311-cp311-manylinux2014_s390x.whl"),
     ]
-    monkeypatch.setattr(agg, "PIP_CLOSURE_LIMIT", 1)  # the packaging check alone
-    bad = closure_check(s, entries)
+    monkeypatch.setattr(agg, "PIP_CLOSURE_LIMIT", 1)  # the packaging check alone, even in verify
+    bad = closure_check(s, entries, confirm_with_pip=True)
     assert bad["ok"] is False and bad["method"] == "packaging"
     assert "pure 1.0 requires dep>=2: output has 1.5" in bad["detail"]
     make_wheel(s.paths.output, "dep", "2.0", "cp311-cp311-manylinux2014_s390x")
     entries[1] = Outcome(
         "dep", "2.0", Status.BUILT, wheel="dep-2.0-cp311-cp311-manylinux2014_s390x.whl"
     )
-    good = closure_check(s, entries)
+    good = closure_check(s, entries, confirm_with_pip=True)
     assert good["ok"] is True and good["method"] == "packaging" and good["checked"] == 2

@@ -75,3 +75,31 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     for p in procs:
         p.join()
     assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM events").fetchone()[0] == 100
+
+
+def test_panel_and_scheduling_queries_read_one_status_range(tmp_path, sql_trace):
+    """Top failures, top slowest and the scheduler's statistics search the (status, package)
+    indexes instead of scanning every event: the plans that took seconds at a million events."""
+    import refinery_lib.history as history_mod
+    from refinery_lib import scheduling
+
+    h = History(tmp_path / "h.db")
+    h.record(
+        [_ev(f"p{i % 7}", "built", f"1.{i}", duration=i, max_rss_mb=10) for i in range(60)]
+        + [_ev(f"p{i}", s, duration=1.0) for i in range(30) for s in ("failed", "reused")],
+        "run1",
+    )
+    statements = sql_trace(history_mod, scheduling)
+    assert h.top_failures(5) and h.top_slowest(5)
+    scheduling._load.cache_clear()
+    assert scheduling.observations(h.path)
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 3
+    con = sqlite3.connect(h.path)
+    for sql in selects:
+        plan = [row[3] for row in con.execute("EXPLAIN QUERY PLAN " + sql)]
+        on_events = [p for p in plan if " events" in p]
+        assert on_events and all("INDEX events_status_package" in p for p in on_events), (
+            sql,
+            plan,
+        )

@@ -1,0 +1,47 @@
+"""Atomic file placement: whole wheels or nothing, one folder swapped in at once."""
+
+import os
+
+from refinery_lib import files
+
+
+def test_atomic_copy_links_on_one_file_system_and_copies_across(tmp_path, monkeypatch):
+    src = tmp_path / "a.whl"
+    src.write_bytes(b"wheel bytes")
+    linked = files.atomic_copy(src, tmp_path / "out" / "a.whl")
+    assert linked.read_bytes() == b"wheel bytes"
+    assert os.stat(linked).st_ino == os.stat(src).st_ino  # a hard link, no bytes copied
+
+    def no_link(*_a):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(files.os, "link", no_link)
+    copied = files.atomic_copy(src, tmp_path / "other" / "a.whl")
+    assert copied.read_bytes() == b"wheel bytes"
+    assert os.stat(copied).st_ino != os.stat(src).st_ino
+    assert oct(os.stat(copied).st_mode & 0o777) == oct(0o644)
+    assert [p.name for p in (tmp_path / "other").iterdir()] == ["a.whl"]  # no temporary left
+
+
+def test_atomic_copy_replaces_an_existing_file(tmp_path):
+    src = tmp_path / "a.whl"
+    src.write_bytes(b"new")
+    dest = tmp_path / "out" / "a.whl"
+    dest.parent.mkdir()
+    dest.write_bytes(b"old")
+    files.atomic_copy(src, dest)
+    assert dest.read_bytes() == b"new"
+
+
+def test_write_tree_replaces_the_whole_folder(tmp_path):
+    folder = tmp_path / "simple"
+    files.write_tree(folder, {"index.html": "root", "a/index.html": "A", "b/index.html": "B"})
+    assert (folder / "a" / "index.html").read_text() == "A"
+    files.write_tree(folder, {"index.html": "root2", "b/index.html": "B2"})
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == [
+        "b",
+        "b/index.html",
+        "index.html",
+    ]
+    assert (folder / "index.html").read_text() == "root2"
+    assert [p.name for p in tmp_path.iterdir()] == ["simple"]  # no temporary folder left
