@@ -129,3 +129,27 @@ def test_static_files_and_local_plotly(client):
     assert len(js.content) > 1_000_000 and b"plotly" in js.content[:2000].lower()
     assert client.get("/static/panel.js").status_code == 200
     assert client.get("/static/panel.css").status_code == 200
+
+
+def test_dashboard_is_computed_once_per_history_state(client, settings, monkeypatch):
+    """The dashboard is cached until the history changes: a run recording events shows at
+    once, a reload of an unchanged history does not query and chart every event again."""
+    from refinery_lib.history import History, new_event
+    from web import stats
+
+    frames = []
+    real = stats.events_frame
+
+    def counted(*args, **kwargs):
+        frames.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stats, "events_frame", counted)
+    first = client.get("/").text
+    assert client.get("/").text == first
+    assert len(frames) == 1  # the second request was served from the cache
+    History(settings.db_path).record(
+        [new_event("brand-new-pkg", "9.9", "failed", "error: it broke")], "run-new"
+    )
+    assert "brand-new-pkg" in client.get("/").text
+    assert len(frames) == 2
