@@ -26,6 +26,7 @@ localrules:
     reuse_wheels,
     fetch_wheels,
     fetch_sdist,
+    prepare_build_env,
     aggregate,
 
 
@@ -44,9 +45,11 @@ rule all:
 
 
 rule prefetch:
-    """Warm-up target: every sdist of the plan downloaded once, before parallel builds."""
+    """Warm-up target: every sdist of the plan downloaded once, and the build requirements of
+    them all as wheels, before parallel builds."""
     input:
         sdists=all_sdist_records,
+        buildenv=rules.prepare_build_env.output.record,
 
 
 onsuccess:

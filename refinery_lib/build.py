@@ -23,6 +23,7 @@ from packaging.version import Version
 
 from . import proc
 from .attempts import order_variants, variant_for_attempt, variant_stats
+from .buildenv import build_pins, offline_miss, offline_vars, pip_vars
 from .errors import BuildError, CommandError, IndexAccessError
 from .files import inside, place_wheel, read_json, write_json
 from .hints import Hint, match_log, python_deps_from_hints, recipe_from_hints
@@ -113,6 +114,8 @@ class AttemptResult:
     hints: list[dict[str, Any]] = field(default_factory=list)
     build_deps: dict[str, str] = field(default_factory=dict)
     source_date_epoch: int | None = None
+    # requirements an offline try of this attempt lacked (then retried online)
+    offline_missing: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -126,19 +129,26 @@ class _Run:
     recipes: list[dict[str, Any]] = field(default_factory=list)
     container_meta: dict[str, Any] = field(default_factory=dict)
     smoke: dict[str, Any] = field(default_factory=dict)
+    # the warm-up's record (buildenv.py): covered builds install their build env offline
+    warm: dict[str, Any] | None = None
 
     def event(self, version: str, status: Status, detail: str, **meta: Any) -> None:
         self.events.append(new_event(self.node.name, version, status, detail, **meta))
 
 
-def build_package(node: PlanNode, sdist: Path, settings: Settings) -> Outcome:
-    """Build `node` from `sdist`; raises BuildError (with `events` and `metadata`) on failure."""
+def build_package(
+    node: PlanNode, sdist: Path, settings: Settings, warm: dict[str, Any] | None = None
+) -> Outcome:
+    """Build `node` from `sdist`; raises BuildError (with `events` and `metadata`) on failure.
+
+    `warm` is the build-environment warm-up's record: a covered sdist's isolated attempts
+    install their build requirements offline from its folder first."""
     cached = _cached_outcome(node, sdist, settings)
     if cached is not None:
         return cached
     if settings.container is None:
         check_local_target(settings)
-    run = _Run(node, settings)
+    run = _Run(node, settings, warm=warm)
     result = _attempt_all(run, node.version, sdist)
     version, used_sdist = node.version, sdist
     if not result.ok and settings.plan.fallback_latest:
@@ -199,8 +209,18 @@ def _attempt_all(run: _Run, version: str, sdist: Path, first_number: int = 1) ->
 
 
 def _attempt(
-    run: _Run, version: str, sdist: Path, number: int, variant_name: str, recipe: Recipe
+    run: _Run,
+    version: str,
+    sdist: Path,
+    number: int,
+    variant_name: str,
+    recipe: Recipe,
+    offline_try: AttemptResult | None = None,
 ) -> AttemptResult:
+    """One attempt. A covered build first installs its build environment offline from the
+    warm folder; when that finds a requirement missing (one the backend names at build time),
+    the same attempt is run again online (`offline_try` is then the first try), and only
+    that second try counts: for the attempt budget, variant statistics and requeue."""
     settings, node = run.settings, run.node
     paths = settings.paths
     variant = settings.variants[variant_name]
@@ -210,6 +230,19 @@ def _attempt(
     log_path.write_text(
         f"# refinery build of {node.name} {version}: attempt {number}, variant {variant_name}\n"
     )
+    offline = None
+    if offline_try is None and run.warm is not None:
+        offline = offline_vars(settings, run.warm, node.key, sha256_file(sdist), variant, node.name)
+    if offline_try is not None:
+        with open(log_path, "a", encoding="utf-8") as fh:
+            fh.write(
+                f"# the offline build environment lacked {', '.join(offline_try.offline_missing)} "
+                f"(log: {offline_try.log_path}): this attempt runs online\n"
+            )
+    elif offline is not None:
+        with open(log_path, "a", encoding="utf-8") as fh:
+            fh.write(f"# build environment installed offline from {run.warm['folder']}\n")
+    recipes_before = len(run.recipes)
     # one fixed folder per package: the same source path on every attempt and every rebuild
     work = inside(paths.builds, key)
     # a build of a run killed by SIGKILL can still be running in this folder: end it first
@@ -223,7 +256,7 @@ def _attempt(
     try:
         epoch = source_date_epoch(sdist)
         build = _container_build if settings.container is not None else _local_build
-        wheel = build(run, sdist, work, variant, recipe, log_path, epoch, result)
+        wheel = build(run, sdist, work, variant, recipe, log_path, epoch, result, offline)
         if wheel is not None:
             normalize_wheel(wheel, epoch)
             result.wheel = wheel
@@ -236,6 +269,14 @@ def _attempt(
         with open(log_path, "a", encoding="utf-8") as fh:
             fh.write(f"refinery: {exc}\n")
     result.duration = time.time() - started
+    missing = []
+    if offline is not None and not result.ok:
+        missing = offline_miss(log_path.read_text("utf-8", "replace"))
+    if missing:
+        _set_offline_try_aside(run, result, missing, recipes_before)
+        return _attempt(run, version, sdist, number, variant_name, recipe, offline_try=result)
+    if offline_try is not None:
+        result.duration += offline_try.duration
     if not result.ok:
         result.hints = [h.to_json() for h in match_log(log_path)]
         why = "timeout" if result.timed_out else f"exit {result.exit_code}"
@@ -255,6 +296,16 @@ def _attempt(
         timed_out=result.timed_out,
         duration=round(result.duration, 3),
         log_path=str(log_path),
+        build_env="offline" if offline is not None else "online",
+        **(
+            {
+                "offline_missing": offline_try.offline_missing,
+                "offline_log": str(offline_try.log_path),
+                "offline_duration": round(offline_try.duration, 3),
+            }
+            if offline_try is not None
+            else {}
+        ),
         hints=result.hints,
         # a missing Python dependency or system package says nothing about the variant
         # (see attempts.py)
@@ -262,6 +313,25 @@ def _attempt(
         system_missing=any(h.get("apt") or h.get("dnf") for h in result.hints),
     )
     return result
+
+
+def _set_offline_try_aside(
+    run: _Run, tried: AttemptResult, missing: list[str], recipes_before: int
+) -> None:
+    """The offline try lacked `missing`: keep its log aside (out of the attempt logs, so
+    neither hints nor the requeue see its "No matching distribution") and forget its recipe
+    record; the attempt is then run again online."""
+    kept = inside(run.settings.paths.logs / "offline", tried.log_path.name)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tried.log_path, kept)
+    del run.recipes[recipes_before:]
+    log.info(
+        "%s attempt %d: offline build environment lacks %s; retrying online",
+        run.node.name,
+        tried.number,
+        ", ".join(missing),
+    )
+    tried.log_path, tried.offline_missing = kept, missing
 
 
 def _local_build(
@@ -273,11 +343,13 @@ def _local_build(
     log_path: Path,
     epoch: int,
     result: AttemptResult,
+    offline: dict[str, str] | None = None,
 ) -> Path | None:
     """One attempt with this host's interpreter, from a fixed source folder; None if it failed."""
     settings = run.settings
     src = extract_sdist(sdist, work / "src")
     env = _build_env(run.node.name, settings, variant, work, recipe, src, epoch)
+    env.update(offline or {})
     if not recipe.empty:
         run.recipes.append(apply_on_host(recipe, settings.recipes, log_path, work, env))
     dist_dir = work / "dist"
@@ -326,6 +398,7 @@ def _container_build(
     log_path: Path,
     epoch: int,
     result: AttemptResult,
+    offline: dict[str, str] | None = None,
 ) -> Path:
     """One attempt in a fresh container of the target architecture (recipes run inside)."""
     from .containers import build_in_container, ensure_image
@@ -343,6 +416,7 @@ def _container_build(
     )
     # the build's own variables only: the host's environment stays out of the container
     env = _build_vars(run.node.name, settings, variant, work, recipe, epoch)
+    env.update(offline or {})
     packages, steps = recipe.system_packages, recipe.steps
     if not recipe.empty:
         policy = settings.recipes
@@ -549,15 +623,11 @@ def _build_vars(
 ) -> dict[str, str]:
     """What every builder sets for a build: indexes, source date, build-dep policy and pins,
     the variant's and the recipe's variables."""
-    env = settings.pip_index_env()
-    env["PIP_FIND_LINKS"] = f"{settings.paths.wheels} {settings.paths.downloads}"
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env = pip_vars(settings)
     env["SOURCE_DATE_EPOCH"] = str(epoch)
     if variant.isolation and settings.binary_build_deps:
         env["PIP_ONLY_BINARY"] = ":all:"
-    pins = list(variant.constraints) + list(
-        settings.overrides.get(name, {}).get("build_constraints", [])
-    )
+    pins = build_pins(settings, name, variant)
     if pins:
         work.mkdir(parents=True, exist_ok=True)
         (work / "constraints.txt").write_text("\n".join(pins) + "\n")

@@ -36,6 +36,11 @@ class Paths:
         return self.cache / "wheels"
 
     @property
+    def buildenv(self) -> Path:
+        """Build requirements as wheels, downloaded once by the warm-up for offline builds."""
+        return self.cache / "buildenv" / "wheels"
+
+    @property
     def logs(self) -> Path:
         return self.cache / "logs"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from . import requeue
 from .build import build_package, sdist_for
+from .buildenv import Planned, first_isolated_pins, warm_build_env
 from .collect import fetch_wheels, reuse_wheels
 from .errors import BuildError, RefineryError
 from .files import read_json, write_json
@@ -124,13 +125,51 @@ def run_fetch_sdist(settings: Settings, key: str, record: Path) -> None:
     )
 
 
-def run_build(settings: Settings, key: str, sdist_record: Path, outcome_path: Path) -> None:
+def run_prepare_build_env(
+    settings: Settings, sdist_records: list[Path], record: Path, log_path: Path
+) -> None:
+    """The warm-up of build environments (see buildenv.py) over every fetched sdist."""
+    planned = []
+    for path in sdist_records:
+        rec = read_json(path)
+        planned.append(
+            Planned(
+                key=path.stem,
+                name=rec["name"],
+                sdist=Path(rec["path"]),
+                sha256=rec["sha256"],
+                pins=first_isolated_pins(settings, rec["name"]),
+            )
+        )
+    warm = warm_build_env(settings, planned, log_path)
+    write_json(record, warm)
+    log.info(
+        "build environments: %d of %d sdist(s) covered by %d wheel(s) in %s (%.1f s)%s",
+        warm["covered"],
+        warm["total"],
+        len(warm["wheels"]),
+        warm["folder"],
+        warm["duration"],
+        "; " + "; ".join(f"{p['sdist']}: {p['problem']}" for p in warm["problems"])
+        if warm["problems"]
+        else "",
+    )
+
+
+def run_build(
+    settings: Settings,
+    key: str,
+    sdist_record: Path,
+    outcome_path: Path,
+    buildenv_record: Path | None = None,
+) -> None:
     node = _node(settings, key)
     failure = settings.paths.failures / f"{key}.json"
     failure.unlink(missing_ok=True)
     sdist = Path(read_json(sdist_record)["path"])
+    warm = read_json(buildenv_record) if buildenv_record and buildenv_record.exists() else None
     try:
-        outcome = build_package(node, sdist, settings)
+        outcome = build_package(node, sdist, settings, warm)
     except BuildError as exc:
         events = getattr(exc, "events", None) or [
             new_event(node.name, node.version, Status.FAILED, str(exc))

@@ -148,3 +148,11 @@ class Target:
         for plat in self.platforms:
             args += ["--platform", plat]
         return args
+
+    def pip_binary_args(self) -> list[str]:
+        """pip download options for wheels that install on this target's interpreter: its
+        platforms, Python version, implementation and ABIs (the CPython one, abi3, none)."""
+        args = self.pip_target_args()
+        for abi in (self.python_tag, "abi3", "none"):
+            args += ["--abi", abi]
+        return args

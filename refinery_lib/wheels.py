@@ -124,7 +124,7 @@ def scan_folder(folder: Path) -> list[WheelRecord]:
 _SDIST_MEMBERS = ("PKG-INFO", "pyproject.toml")
 
 
-def _sdist_members(path: Path) -> dict[str, bytes]:
+def sdist_members(path: Path) -> dict[str, bytes]:
     """PKG-INFO, pyproject.toml and egg-info/requires.txt of an sdist, nothing extracted."""
     import tarfile
 
@@ -182,7 +182,7 @@ def read_sdist_metadata(path: Path) -> dict[str, list[str]]:
     """
     import tomllib
 
-    members = _sdist_members(path)
+    members = sdist_members(path)
     if "PKG-INFO" not in members:
         raise InvalidWheelError(f"sdist {path.name} has no PKG-INFO")
     fields = parse_metadata(members["PKG-INFO"])

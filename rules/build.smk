@@ -41,11 +41,29 @@ rule fetch_sdist:
         inline("fetch_sdist.py", input, output, params, wildcards, log)
 
 
+rule prepare_build_env:
+    """Build requirements of every planned sdist downloaded once, as wheels, so that builds
+    install their build environments offline (see refinery_lib/buildenv.py)."""
+    input:
+        sdists=all_sdist_records,
+    output:
+        record=f"{RESULTS}/buildenv/warm.json",
+    log:
+        main=f"{RESULTS}/logs/prepare_build_env.log",
+        pip=f"{RESULTS}/logs/prepare_build_env.pip.log",
+    conda:
+        "../envs/refinery.yaml"
+    script:
+        "../scripts/prepare_build_env.py"
+
+
 rule build_wheel:
     """One package built from its sdist and repaired to the target platform."""
     input:
         plan=ancient(rules.plan.output.plan),
         sdist=rules.fetch_sdist.output.record,
+        # ancient: a warm-up redone for a changed plan does not rebuild what was built
+        buildenv=ancient(rules.prepare_build_env.output.record),
         deps=build_dependencies,
     output:
         outcome=f"{RESULTS}/outcomes/{{key}}.json",

@@ -13,4 +13,5 @@ run_build(
     snakemake.wildcards.key,
     Path(snakemake.input.sdist),
     Path(snakemake.output.outcome),
+    Path(snakemake.input.buildenv),
 )

@@ -164,8 +164,9 @@ def _sdist_gets(requests: list[str]) -> list[str]:
 
 
 def test_prefetch_warms_the_cache_before_a_parallel_run(tmp_path, served_index, isolated_pip_env):
-    """`refinery ... -- prefetch` (the workflow's warm-up target) downloads every sdist once and
-    builds nothing; the `--jobs 2` run after it downloads no sdist again."""
+    """`refinery ... -- prefetch` (the workflow's warm-up target) downloads every sdist and
+    every build requirement (as wheels) once and builds nothing; the `--jobs 2` run after it
+    asks the index for nothing at all: no sdist, no setuptools page or file."""
     index_url, requests = served_index
     make_wheelhouse(tmp_path / "in", BY_INPUT)
     requests.clear()
@@ -175,6 +176,16 @@ def test_prefetch_warms_the_cache_before_a_parallel_run(tmp_path, served_index, 
     downloads = tmp_path / "cache" / "downloads"
     assert sorted(_files(downloads)) == [f"{n}-1.0.tar.gz" for n in BY_INPUT]
     assert sorted(_sdist_gets(requests)) == [f"/files/{n}-1.0.tar.gz" for n in BY_INPUT]
+    # the build requirements of all four (setuptools>=61), fetched once, as a wheel
+    warm_folder = tmp_path / "cache" / "buildenv" / "wheels"
+    warmed = sorted(p.name for p in warm_folder.iterdir())
+    assert len(warmed) == 1 and warmed[0].startswith("setuptools-"), warmed
+    assert [r for r in requests if r.split("#")[0].endswith(".whl")] == [f"/files/{warmed[0]}"]
+    record = json.loads(
+        (tmp_path / "cache" / "workflow" / "results" / "buildenv" / "warm.json").read_text()
+    )
+    assert record["covered"] == record["total"] == 4 and record["problems"] == []
+    assert record["requirements"] == ["setuptools>=61"]
     # a warm-up, not a run: nothing built, no manifest claiming failures, no failed history
     assert not (tmp_path / "cache" / "logs").exists() or not any(
         (tmp_path / "cache" / "logs").iterdir()
@@ -193,6 +204,16 @@ def test_prefetch_warms_the_cache_before_a_parallel_run(tmp_path, served_index, 
     assert res.returncode == 0, res.stdout + res.stderr
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert {e["name"]: e["status"] for e in manifest["entries"]} == dict.fromkeys(SLEEPS, "built")
-    # the same files, untouched (inode and mtime), and no sdist asked of the index again
+    # the same files, untouched (inode and mtime), and nothing asked of the index at all
     assert _files(downloads) == before
-    assert _sdist_gets(requests) == []
+    assert requests == []
+    con = sqlite3.connect(history)
+    envs = dict(con.execute(
+        "SELECT package, json_extract(metadata, '$.build_env') FROM events"
+        " WHERE status = 'attempt'"
+    ))
+    con.close()
+    assert envs == dict.fromkeys(SLEEPS, "offline")
+    # build's own report of the environment still reaches the manifest (replay pins it)
+    for entry in manifest["entries"]:
+        assert entry["metadata"]["build_deps"]["setuptools"] == warmed[0].split("-")[1]

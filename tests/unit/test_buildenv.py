@@ -1,0 +1,300 @@
+"""Build-environment warm-up: build requirements read from sdists, their union, coverage, the
+offline variables of a covered build and the recognition of an offline miss."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from refinery_lib import buildenv
+from refinery_lib.attempts import Variant
+from refinery_lib.buildenv import (
+    DEFAULT_REQUIRES,
+    Planned,
+    offline_miss,
+    offline_vars,
+    read_build_requires,
+    union,
+    warm_build_env,
+)
+from refinery_lib.settings import Settings
+from refinery_lib.targets import host_arch
+
+PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+PYPROJECT = b"""\
+[build-system]
+requires = ["setuptools>=61", "Cython<3; python_version < '3.13'"]
+build-backend = "setuptools.build_meta"
+"""
+
+
+def tar_sdist(folder: Path, name: str, members: dict[str, bytes]) -> Path:
+    path = folder / f"{name}-1.0.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for member, data in {"PKG-INFO": b"Name: x\n", **members}.items():
+            info = tarfile.TarInfo(f"{name}-1.0/{member}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def zip_sdist(folder: Path, name: str, members: dict[str, bytes]) -> Path:
+    path = folder / f"{name}-1.0.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for member, data in {"PKG-INFO": b"Name: x\n", **members}.items():
+            zf.writestr(f"{name}-1.0/{member}", data)
+    return path
+
+
+def test_requires_from_pyproject_of_a_tar_gz(tmp_path):
+    got = read_build_requires(tar_sdist(tmp_path, "a", {"pyproject.toml": PYPROJECT}))
+    assert got.requires == ("setuptools>=61", "Cython<3; python_version < '3.13'")
+    assert got.source == "pyproject.toml" and not got.problem
+
+
+def test_requires_from_a_zip_sdist(tmp_path):
+    got = read_build_requires(zip_sdist(tmp_path, "z", {"pyproject.toml": PYPROJECT}))
+    assert got.requires[0] == "setuptools>=61" and not got.problem
+
+
+def test_a_nested_pyproject_is_not_the_projects(tmp_path):
+    sdist = tar_sdist(tmp_path, "n", {"vendored/pyproject.toml": PYPROJECT, "setup.py": b""})
+    assert read_build_requires(sdist).requires == DEFAULT_REQUIRES
+
+
+@pytest.mark.parametrize(
+    ("members", "source"),
+    [
+        ({"setup.py": b"from setuptools import setup\nsetup()\n"}, "default: no pyproject.toml"),
+        ({"pyproject.toml": b"[tool.black]\nline-length = 100\n"}, "default: no [build-system]"),
+    ],
+)
+def test_pep517_default_without_build_system(tmp_path, members, source):
+    got = read_build_requires(tar_sdist(tmp_path, "d", members))
+    assert got.requires == ("setuptools>=40.8.0", "wheel")
+    assert got.source == source and not got.problem
+
+
+@pytest.mark.parametrize(
+    ("pyproject", "words"),
+    [
+        (b"[build-system\nrequires = [", "not valid TOML"),
+        (b"[build-system]\nbuild-backend = 'x'\n", "no list of strings `requires`"),
+        (b"[build-system]\nrequires = 'setuptools'\n", "no list of strings `requires`"),
+        (b"[build-system]\nrequires = ['setuptools >>> 3']\n", "invalid build requirement"),
+    ],
+)
+def test_a_malformed_pyproject_is_a_named_problem(tmp_path, pyproject, words):
+    got = read_build_requires(tar_sdist(tmp_path, "bad", {"pyproject.toml": pyproject}))
+    assert got.requires == () and words in got.problem and "bad-1.0.tar.gz" in got.problem
+
+
+def test_an_unreadable_sdist_is_a_named_problem(tmp_path):
+    path = tmp_path / "broken-1.0.tar.gz"
+    path.write_bytes(b"not a tar")
+    got = read_build_requires(path)
+    assert "broken-1.0.tar.gz" in got.problem
+
+
+def test_union_is_normalised_and_sorted():
+    assert union(["setuptools>=61", "wheel", "setuptools >= 61", "Cython<3,>=0.29"]) == [
+        "Cython<3,>=0.29",
+        "setuptools>=61",
+        "wheel",
+    ]
+
+
+def settings_for(tmp_path, **config) -> Settings:
+    base = {
+        "cache": str(tmp_path / "cache"),
+        "results": str(tmp_path / "results"),
+        "target": {"python": "3.11", "platform_tag": "native"},
+        "index": {"url": "http://127.0.0.1:9/simple"},
+        "build": {
+            "variant_order": ["isolated", "no-isolation", "legacy"],
+            "variants": {
+                "isolated": {"isolation": True},
+                "no-isolation": {"isolation": False},
+                "legacy": {"isolation": True, "constraints": ["setuptools<70"]},
+            },
+        },
+    }
+    return Settings.from_config({**base, **config}, base=tmp_path)
+
+
+class FakeDownloader:
+    """Stands in for pip: `available` names the requirements it can download."""
+
+    def __init__(self, available):
+        self.available = set(available)
+        self.calls = []
+        self.scratch = None
+
+    def fetch(self, requirements, pins):
+        self.calls.append((tuple(requirements), tuple(pins)))
+        lacking = [r for r in requirements if r not in self.available]
+        return (not lacking, "no wheel to download for " + ", ".join(lacking) if lacking else "")
+
+
+def planned(tmp_path, name, members, pins=()):
+    sdist = tar_sdist(tmp_path, name, members)
+    return Planned(f"{name}-1.0", name, sdist, f"sha-{name}", pins)
+
+
+def test_union_downloaded_once_and_every_sdist_covered(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    fake = FakeDownloader(["setuptools>=61", "wheel", "setuptools>=40.8.0"])
+    monkeypatch.setattr(buildenv, "_downloader", lambda *a: fake)
+    pyproject = {"pyproject.toml": b"[build-system]\nrequires = ['setuptools>=61']\n"}
+    items = [
+        planned(tmp_path, "a", pyproject),
+        planned(tmp_path, "b", pyproject),
+        planned(tmp_path, "c", {"setup.py": b""}),
+    ]
+    record = warm_build_env(settings, items, tmp_path / "warm.log")
+    assert fake.calls == [(("setuptools>=40.8.0", "setuptools>=61", "wheel"), ())]
+    assert record["covered"] == record["total"] == 3 and record["problems"] == []
+    assert record["sdists"]["c-1.0"]["requires"] == list(DEFAULT_REQUIRES)
+
+
+def test_an_unavailable_requirement_uncovers_only_its_sdists(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    fake = FakeDownloader(["setuptools>=61"])
+    monkeypatch.setattr(buildenv, "_downloader", lambda *a: fake)
+    items = [
+        planned(tmp_path, "a", {"pyproject.toml": b"[build-system]\nrequires=['setuptools>=61']"}),
+        planned(
+            tmp_path,
+            "b",
+            {"pyproject.toml": b"[build-system]\nrequires=['setuptools>=61', 'localonly']"},
+        ),
+        planned(tmp_path, "c", {"pyproject.toml": b"[build-system"}),
+    ]
+    record = warm_build_env(settings, items, tmp_path / "warm.log")
+    sdists = record["sdists"]
+    assert sdists["a-1.0"]["covered"] and not sdists["b-1.0"]["covered"]
+    assert sdists["b-1.0"]["problem"] == "no wheel to download for localonly"
+    assert not sdists["c-1.0"]["covered"] and "not valid TOML" in sdists["c-1.0"]["problem"]
+    assert {p["key"] for p in record["problems"]} == {"b-1.0", "c-1.0"}
+    assert record["covered"] == 1 and record["total"] == 3
+
+
+def test_pins_group_the_downloads(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    fake = FakeDownloader(["setuptools>=61"])
+    monkeypatch.setattr(buildenv, "_downloader", lambda *a: fake)
+    pyproject = {"pyproject.toml": b"[build-system]\nrequires = ['setuptools>=61']\n"}
+    items = [
+        planned(tmp_path, "a", pyproject),
+        planned(tmp_path, "b", pyproject, pins=("setuptools==70.3.0",)),
+    ]
+    record = warm_build_env(settings, items, tmp_path / "warm.log")
+    assert sorted(fake.calls) == [
+        (("setuptools>=61",), ()),
+        (("setuptools>=61",), ("setuptools==70.3.0",)),
+    ]
+    assert record["sdists"]["b-1.0"]["constraints"] == ["setuptools==70.3.0"]
+
+
+def test_nothing_warmed_when_build_deps_may_be_sdists(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path, build={"binary_build_deps": False})
+    monkeypatch.setattr(buildenv, "_downloader", pytest.fail)
+    record = warm_build_env(settings, [planned(tmp_path, "a", {})], tmp_path / "warm.log")
+    assert record["covered"] == 0 and "binary_build_deps" in record["skipped"]
+
+
+def test_first_isolated_pins_follow_the_variant_order(tmp_path):
+    settings = settings_for(
+        tmp_path,
+        overrides={"a": {"variants": ["no-isolation", "legacy"], "build_constraints": ["x==1"]}},
+    )
+    assert buildenv.first_isolated_pins(settings, "a") == ("setuptools<70", "x==1")
+    assert buildenv.first_isolated_pins(settings, "b") == ()
+
+
+def test_offline_vars_only_for_what_was_warmed(tmp_path):
+    settings = settings_for(tmp_path)
+    record = {
+        "folder": str(settings.paths.buildenv),
+        "sdists": {
+            "a-1.0": {"covered": True, "sha256": "s", "constraints": []},
+            "b-1.0": {"covered": False, "sha256": "s", "constraints": []},
+        },
+    }
+    iso = Variant("isolated")
+    env = offline_vars(settings, record, "a-1.0", "s", iso, "a")
+    assert env == {
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": f"{settings.paths.buildenv} {settings.paths.wheels} "
+        f"{settings.paths.downloads}",
+    }
+    assert offline_vars(settings, record, "b-1.0", "s", iso, "b") is None  # not covered
+    assert offline_vars(settings, record, "a-1.0", "other", iso, "a") is None  # another sdist
+    assert offline_vars(settings, record, "a-1.0", "s", Variant("n", isolation=False), "a") is None
+    pinned = Variant("legacy", constraints=("setuptools<70",))
+    assert offline_vars(settings, record, "a-1.0", "s", pinned, "a") is None  # other pins
+    assert offline_vars(settings, None, "a-1.0", "s", iso, "a") is None
+
+
+INSTALL_FAILED = (
+    "subprocess.CalledProcessError: Command '['/usr/bin/python', '-m', 'pip', '--python', "
+    "'/tmp/build-env-x/bin/python', 'install', '--ignore-installed', '-r', "
+    "'/tmp/build-requirements-y.txt']' returned non-zero exit status 1.\n"
+)
+
+
+def test_offline_miss_is_a_failed_build_env_install():
+    log = (
+        "< ERROR: Could not find a version that satisfies the requirement helperdyn "
+        "(from versions: none)\n< ERROR: No matching distribution found for helperdyn\n"
+        + INSTALL_FAILED
+    )
+    assert offline_miss(log) == ["helperdyn"]
+
+
+def test_a_compile_error_is_no_offline_miss():
+    assert offline_miss("x.c:3: error: expected ';'\nerror: command 'gcc' failed\n") == []
+    # pip's words without a failed build-environment install (e.g. printed by setup.py)
+    assert offline_miss("No matching distribution found for foo\n") == []
+
+
+def test_container_builder_downloads_for_the_target(tmp_path):
+    settings = settings_for(
+        tmp_path,
+        target={"python": "3.11", "platform_tag": "manylinux2014_s390x"},
+        builder={"kind": "container", "preset": "debian"},
+        index={"url": "http://mirror/simple", "trusted_hosts": ["mirror"]},
+    )
+    d = buildenv._downloader(settings, tmp_path / "pip.log", tmp_path)
+    argv = " ".join(d.argv)
+    assert "download --only-binary :all:" in argv
+    for part in ("--platform manylinux2014_s390x", "--platform manylinux_2_17_s390x",
+                 "--python-version 3.11", "--implementation cp", "--abi cp311", "--abi abi3",
+                 "--abi none"):
+        assert part in argv
+    # the container sees the build's pip variables, not this host's pip configuration
+    assert d.env["PIP_CONFIG_FILE"] == os.devnull
+    assert d.env["PIP_INDEX_URL"] == "http://mirror/simple"
+    assert d.env["PIP_TRUSTED_HOST"] == "mirror"
+
+
+def test_local_builder_downloads_with_its_own_interpreter(tmp_path):
+    settings = settings_for(tmp_path, target={"python": PY, "platform_tag": "native"})
+    d = buildenv._downloader(settings, tmp_path / "pip.log", tmp_path)
+    assert d.argv[0] == sys.executable and "--platform" not in d.argv
+    assert d.env["PIP_FIND_LINKS"] == f"{settings.paths.wheels} {settings.paths.downloads}"
+
+
+def test_a_target_the_local_builder_cannot_build_is_not_warmed(tmp_path):
+    foreign = "manylinux2014_s390x" if host_arch() != "s390x" else "manylinux2014_x86_64"
+    settings = settings_for(tmp_path, target={"python": PY, "platform_tag": foreign})
+    record = warm_build_env(settings, [planned(tmp_path, "a", {})], tmp_path / "warm.log")
+    assert record["covered"] == 0 and "local builder" in record["skipped"]
+    assert "local builder" in record["problems"][0]["problem"]

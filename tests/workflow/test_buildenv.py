@@ -1,0 +1,103 @@
+"""The build-environment warm-up against real builds: a requirement the warm-up cannot know
+(named by the backend at build time) or cannot download costs no attempt.
+
+A module-local index: `dynreq` names `helperdyn` (a pure wheel on the index) only through
+setuptools' `setup_requires`, so the warm-up covers its static `setuptools>=61` and its build
+first runs offline, misses `helperdyn`, and is run again online within the same attempt.
+`needs-nowhere` names a build requirement no index has: the warm-up names it and goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from refinery_lib.attempts import variant_stats
+from tests.conftest import build_tools_wheels, run_refinery
+from tests.fixtures.projects import build_sdist, make_wheel, write_project, write_simple_index
+
+pytestmark = pytest.mark.slow
+
+FOREIGN = "cp311-cp311-manylinux2014_s390x"
+PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+@pytest.fixture(scope="module")
+def dyn_index(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("buildenv-index")
+    files = root / "files"
+    build_sdist(write_project(root / "p", "dynreq", "1.0", setup_requires=("helperdyn",)), files)
+    build_sdist(write_project(root / "p", "needs-nowhere", "1.0", c_ext=False,
+                              build_requires=("nowhere-pkg",)), files)
+    make_wheel(files, "helperdyn", "1.0", "py3-none-any")
+    for wheel in build_tools_wheels():
+        shutil.copy(wheel, files)
+    write_simple_index(files, root / "simple")
+    return (root / "simple").as_uri()
+
+
+def attempt_events(history_db: Path, package: str) -> list[dict]:
+    con = sqlite3.connect(history_db)
+    try:
+        rows = con.execute(
+            "SELECT metadata FROM events WHERE package = ? AND status = 'attempt'", (package,)
+        ).fetchall()
+    finally:
+        con.close()
+    return [json.loads(m) for (m,) in rows]
+
+
+def test_a_dynamic_requirement_is_retried_online_without_costing_an_attempt(
+    tmp_path, dyn_index, isolated_pip_env
+):
+    for name in ("dynreq", "needs-nowhere"):
+        make_wheel(tmp_path / "in", name, "1.0", FOREIGN)
+    cache = tmp_path / "cache"
+    res = run_refinery(
+        [
+            "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+            "--cache", str(cache), "--python", PY, "--platform-tag", "native",
+            "--index-url", dyn_index, "--max-attempts", "2",
+            "--attempt-backoff-base", "0.01", "--attempt-backoff-max", "0.02",
+        ],
+        env=isolated_pip_env,
+    )
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    status = {e["name"]: e for e in manifest["entries"]}
+    assert status["dynreq"]["status"] == "built", res.stdout + res.stderr
+
+    # the warm-up covered dynreq's static requirements and named what it could not download
+    record = json.loads((cache / "workflow" / "results" / "buildenv" / "warm.json").read_text())
+    assert record["sdists"]["dynreq-1.0"]["covered"] is True
+    nowhere = record["sdists"]["needs_nowhere-1.0"]
+    assert nowhere["covered"] is False and "nowhere-pkg" in nowhere["problem"]
+
+    # dynreq: one attempt, which counts once and succeeded, online after the offline miss
+    (event,) = attempt_events(cache / "history.db", "dynreq")
+    assert event["ok"] is True and event["attempt"] == 1 and event["build_env"] == "online"
+    assert event["offline_missing"] == ["helperdyn"]
+    assert status["dynreq"]["metadata"]["attempts"] == 1
+    assert status["dynreq"]["metadata"]["build_deps"]["helperdyn"] == "1.0"
+    assert variant_stats(cache / "history.db", "dynreq") == {"isolated": (1, 1)}
+    # the offline try's log is kept aside: not an attempt log, so no hint and no requeue
+    logs = sorted(p.name for p in (cache / "logs").glob("dynreq-*.log"))
+    assert logs == ["dynreq-1.0-attempt1-isolated.log"]
+    offline_log = Path(event["offline_log"])
+    assert offline_log.parent == cache / "logs" / "offline"
+    assert "No matching distribution found for helperdyn" in offline_log.read_text()
+    attempt_log = (cache / "logs" / logs[0]).read_text()
+    assert "No matching distribution" not in attempt_log
+    assert "lacked helperdyn" in attempt_log
+    requeue = cache / "workflow" / "results" / "requeue" / "requeue.json"
+    assert "dynreq" not in (json.loads(requeue.read_text()) if requeue.exists() else {})
+
+    # needs-nowhere was not warmed: its attempts ran online as before and failed for real
+    assert status["needs-nowhere"]["status"] == "failed"
+    events = attempt_events(cache / "history.db", "needs-nowhere")
+    assert events and all(e["build_env"] == "online" for e in events)
+    assert res.returncode == 1
