@@ -112,7 +112,21 @@ def _node(settings: Settings, key: str) -> PlanNode:
 
 def run_fetch_sdist(settings: Settings, key: str, record: Path) -> None:
     node = _node(settings, key)
-    path = sdist_for(node, settings)
+    failure = settings.paths.failures / f"{key}.json"
+    failure.unlink(missing_ok=True)
+    try:
+        path = sdist_for(node, settings)
+    except BuildError as exc:
+        # the manifest names why the package was not built; the job fails so a rerun retries
+        fail = Outcome(
+            node.name,
+            node.version,
+            Status.FAILED,
+            detail=str(exc),
+            events=[new_event(node.name, node.version, Status.FAILED, str(exc))],
+        )
+        write_json(failure, fail.to_json())
+        raise
     write_json(
         record,
         {
@@ -126,22 +140,31 @@ def run_fetch_sdist(settings: Settings, key: str, record: Path) -> None:
 
 
 def run_prepare_build_env(
-    settings: Settings, sdist_records: list[Path], record: Path, log_path: Path
+    settings: Settings, plan_path: Path, record: Path, log_path: Path
 ) -> None:
-    """The warm-up of build environments (see buildenv.py) over every fetched sdist."""
-    planned = []
-    for path in sdist_records:
-        rec = read_json(path)
+    """The warm-up of build environments (see buildenv.py): every planned sdist downloaded
+    (fetch_sdist then finds it cached) and read for its build requirements. An sdist that
+    cannot be had is named and left out: its own fetch_sdist job fails, the other builds go on.
+    """
+    planned, unfetched = [], []
+    for node in _plan_nodes(plan_path, Action.BUILD):
+        try:
+            sdist = sdist_for(node, settings)
+        except BuildError as exc:
+            unfetched.append({"key": node.key, "sdist": "", "problem": str(exc)})
+            continue
         planned.append(
             Planned(
-                key=path.stem,
-                name=rec["name"],
-                sdist=Path(rec["path"]),
-                sha256=rec["sha256"],
-                pins=first_isolated_pins(settings, rec["name"]),
+                key=node.key,
+                name=node.name,
+                sdist=sdist,
+                sha256=sha256_file(sdist),
+                pins=first_isolated_pins(settings, node.name),
             )
         )
     warm = warm_build_env(settings, planned, log_path)
+    warm["problems"] = unfetched + warm["problems"]
+    warm["total"] += len(unfetched)
     write_json(record, warm)
     log.info(
         "build environments: %d of %d sdist(s) covered by %d wheel(s) in %s (%.1f s)%s",

@@ -23,11 +23,28 @@ rule fetch_wheels:
         inline("fetch_wheels.py", input, output, params, wildcards, log)
 
 
+rule prepare_build_env:
+    """Every planned sdist and its build requirements (as wheels) downloaded once, before any
+    build, so that builds install their build environments offline (refinery_lib/buildenv.py).
+    An sdist that cannot be downloaded is named in the record and blocks nothing."""
+    input:
+        plan=rules.plan.output.plan,
+    output:
+        record=f"{RESULTS}/buildenv/warm.json",
+    log:
+        main=f"{RESULTS}/logs/prepare_build_env.log",
+        pip=f"{RESULTS}/logs/prepare_build_env.pip.log",
+    run:
+        inline("prepare_build_env.py", input, output, params, wildcards, log)
+
+
 rule fetch_sdist:
     """The sdist of one package to build, downloaded once into the cache."""
     input:
         # params come from the plan; ancient: a re-made plan alone reruns nothing
         plan=ancient(rules.plan.output.plan),
+        # after the warm-up, which downloaded the sdist already (then this job finds it cached)
+        buildenv=ancient(rules.prepare_build_env.output.record),
     output:
         record=f"{RESULTS}/sdists/{{key}}.json",
     params:
@@ -39,22 +56,6 @@ rule fetch_sdist:
         f"{RESULTS}/logs/fetch_sdist/{{key}}.log",
     run:
         inline("fetch_sdist.py", input, output, params, wildcards, log)
-
-
-rule prepare_build_env:
-    """Build requirements of every planned sdist downloaded once, as wheels, so that builds
-    install their build environments offline (see refinery_lib/buildenv.py)."""
-    input:
-        sdists=all_sdist_records,
-    output:
-        record=f"{RESULTS}/buildenv/warm.json",
-    log:
-        main=f"{RESULTS}/logs/prepare_build_env.log",
-        pip=f"{RESULTS}/logs/prepare_build_env.pip.log",
-    conda:
-        "../envs/refinery.yaml"
-    script:
-        "../scripts/prepare_build_env.py"
 
 
 rule build_wheel:

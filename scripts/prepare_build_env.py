@@ -10,7 +10,7 @@ from refinery_lib.workflow import script_settings  # noqa: E402
 
 run_prepare_build_env(
     script_settings(snakemake),
-    [Path(p) for p in snakemake.input.sdists],
+    Path(snakemake.input.plan),
     Path(snakemake.output.record),
     Path(snakemake.log.pip),
 )

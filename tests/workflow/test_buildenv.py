@@ -41,6 +41,17 @@ def dyn_index(tmp_path_factory) -> str:
     return (root / "simple").as_uri()
 
 
+def _refine(tmp_path: Path, index: str, env: dict, *extra: str):
+    return run_refinery(
+        [
+            "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+            "--cache", str(tmp_path / "cache"), "--python", PY, "--platform-tag", "native",
+            "--index-url", index, *extra,
+        ],
+        env=env,
+    )
+
+
 def attempt_events(history_db: Path, package: str) -> list[dict]:
     con = sqlite3.connect(history_db)
     try:
@@ -58,14 +69,9 @@ def test_a_dynamic_requirement_is_retried_online_without_costing_an_attempt(
     for name in ("dynreq", "needs-nowhere"):
         make_wheel(tmp_path / "in", name, "1.0", FOREIGN)
     cache = tmp_path / "cache"
-    res = run_refinery(
-        [
-            "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
-            "--cache", str(cache), "--python", PY, "--platform-tag", "native",
-            "--index-url", dyn_index, "--max-attempts", "2",
-            "--attempt-backoff-base", "0.01", "--attempt-backoff-max", "0.02",
-        ],
-        env=isolated_pip_env,
+    res = _refine(
+        tmp_path, dyn_index, isolated_pip_env,
+        "--max-attempts", "2", "--attempt-backoff-base", "0.01", "--attempt-backoff-max", "0.02",
     )
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     status = {e["name"]: e for e in manifest["entries"]}
@@ -101,3 +107,36 @@ def test_a_dynamic_requirement_is_retried_online_without_costing_an_attempt(
     events = attempt_events(cache / "history.db", "needs-nowhere")
     assert events and all(e["build_env"] == "online" for e in events)
     assert res.returncode == 1
+
+
+def test_an_sdist_that_cannot_be_downloaded_blocks_no_other_build(
+    tmp_path, isolated_pip_env
+):
+    """The warm-up downloads every sdist before any build: one that fails its sha256 check is
+    named there and by its own fetch job, and the other package is still warmed and built."""
+    root = tmp_path / "index"
+    files = root / "files"
+    build_sdist(write_project(root / "p", "goodsrc", "1.0"), files)
+    bad = build_sdist(write_project(root / "p", "badsum", "1.0", c_ext=False), files)
+    for wheel in build_tools_wheels():
+        shutil.copy(wheel, files)
+    write_simple_index(files, root / "simple")
+    with open(bad, "ab") as fh:  # the index still promises the original sha256
+        fh.write(b"tampered")
+    for name in ("goodsrc", "badsum"):
+        make_wheel(tmp_path / "in", name, "1.0", FOREIGN)
+    cache = tmp_path / "cache"
+    res = _refine(tmp_path, (root / "simple").as_uri(), isolated_pip_env)
+    assert res.returncode == 1, res.stdout + res.stderr
+    status = {e["name"]: e for e in json.loads((tmp_path / "out" / "manifest.json").read_text())[
+        "entries"]}
+    assert status["goodsrc"]["status"] == "built", res.stdout + res.stderr
+    assert status["badsum"]["status"] == "failed"
+    assert "cannot fetch the sdist of badsum 1.0" in status["badsum"]["detail"]
+    assert "sha256" in status["badsum"]["detail"]
+    record = json.loads((cache / "workflow" / "results" / "buildenv" / "warm.json").read_text())
+    assert record["sdists"]["goodsrc-1.0"]["covered"] is True
+    (problem,) = [p for p in record["problems"] if p["key"] == "badsum-1.0"]
+    assert "sha256" in problem["problem"]
+    (event,) = attempt_events(cache / "history.db", "goodsrc")
+    assert event["build_env"] == "offline"
