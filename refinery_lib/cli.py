@@ -113,7 +113,8 @@ def _run_parser() -> argparse.ArgumentParser:
     ex.add_argument(
         "--schedule",
         choices=["shortest-first", "fifo", "longest-first"],
-        help="build order: by observed duration (default shortest-first) or input",
+        help="build order by observed duration: shortest-first (default: most packages "
+        "early), longest-first (whole set soonest), or fifo (input order)",
     )
     ex.add_argument(
         "--profile",
