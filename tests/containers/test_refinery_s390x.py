@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import zipfile
 from pathlib import Path
 
@@ -53,3 +54,15 @@ def test_refine_to_manylinux2014_s390x(tmp_path, index_root, isolated_pip_env,
     log = Path(meta["log_path"]).read_text()
     assert "--cpus 1.5" in log and "--memory 1536m" in log and "--network none" in log
     assert manifest["closure"]["ok"] is True
+    # the warm-up downloaded setuptools for the target (s390x, cp311) once; the isolated build
+    # in the container (network off) installed its environment offline from it
+    warm = json.loads(
+        (tmp_path / "cache" / "workflow" / "results" / "buildenv" / "warm.json").read_text()
+    )
+    assert warm["builder"] == "container" and warm["covered"] == 1
+    con = sqlite3.connect(tmp_path / "cache" / "history.db")
+    attempts = [json.loads(m) for (m,) in con.execute(
+        "SELECT metadata FROM events WHERE package = 'cfast' AND status = 'attempt'")]
+    con.close()
+    assert [(a["variant"], a["build_env"], a["ok"]) for a in attempts] == [
+        ("isolated", "offline", True)]
