@@ -470,7 +470,7 @@ def _cached_outcome(node: PlanNode, sdist: Path, settings: Settings) -> Outcome 
     wheel = paths.wheels / rec["wheel"]
     if not wheel.exists() or sha256_file(wheel) != rec["sha256"]:
         return None
-    dest = place_wheel(wheel, paths.output, rec["sha256"])
+    dest = place_wheel(wheel, paths.output, rec["sha256"], link=True)
     meta = {**rec.get("metadata", {}), "cached_from": rec.get("built_at")}
     detail = f"wheel built earlier from the same sdist and settings: {dest.name}"
     return Outcome(
@@ -490,8 +490,8 @@ def _success(run: _Run, result: AttemptResult, version: str, sdist: Path) -> Out
     node, settings = run.node, run.settings
     assert result.wheel is not None
     sha = sha256_file(result.wheel)
-    cached = place_wheel(result.wheel, settings.paths.wheels, sha)
-    dest = place_wheel(result.wheel, settings.paths.output, sha)
+    cached = place_wheel(result.wheel, settings.paths.wheels, sha, link=True)
+    dest = place_wheel(result.wheel, settings.paths.output, sha, link=True)
     total = sum(a.duration for a in run.attempts)
     meta = _metadata(run, result, sdist) | {
         "duration": round(total, 3),

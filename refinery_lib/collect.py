@@ -58,7 +58,7 @@ def fetch_wheels(nodes: list[PlanNode], settings: Settings) -> list[Outcome]:
             cached = (settings.paths.downloads / dist.filename).exists()
             path = index.download(dist, settings.paths.downloads)
             sha = sha256_file(path)
-            dest = place_wheel(path, settings.paths.output, sha)
+            dest = place_wheel(path, settings.paths.output, sha, link=True)
         except (IndexAccessError, UnsafeNameError, OSError) as exc:
             detail = f"fetch of {dist.filename} failed: {exc}"
             log.error(detail)

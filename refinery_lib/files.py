@@ -43,13 +43,19 @@ def read_json(path: Path | str) -> Any:
         return json.load(fh)
 
 
-def atomic_copy(src: Path, dest: Path) -> Path:
-    """Copy `src` to `dest` via a temporary file, so readers never see half a wheel; a hard
-    link when both are on one file system (wheels are never modified in place)."""
+def atomic_copy(src: Path, dest: Path, link: bool = False) -> Path:
+    """Copy `src` to `dest` via a temporary file, so readers never see half a wheel.
+
+    `link`: a hard link instead where the file system allows, for files the refinery owns
+    and only ever replaces by rename (its download and wheel caches). Never for the user's
+    input: a wheel rewritten in place there (`cp` over it keeps the inode) would change the
+    output behind the manifest's back."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = str(dest.parent / f".{dest.name}.{os.getpid()}.tmp")
     try:
         try:
+            if not link:
+                raise OSError("copy asked for")
             os.link(src, tmp)
         except OSError:
             shutil.copyfile(src, tmp)
@@ -61,15 +67,15 @@ def atomic_copy(src: Path, dest: Path) -> Path:
     return dest
 
 
-def place_wheel(src: Path, folder: Path, sha256: str | None = None) -> Path:
-    """Put a wheel in `folder` unless an identical file is already there."""
+def place_wheel(src: Path, folder: Path, sha256: str | None = None, link: bool = False) -> Path:
+    """Put a wheel in `folder` unless an identical file is already there (see atomic_copy)."""
     from .wheels import sha256_file
 
     dest = inside(folder, src.name)
     if dest.exists() and dest.stat().st_size == src.stat().st_size:
         if sha256_file(dest) == (sha256 or sha256_file(src)):
             return dest
-    return atomic_copy(src, dest)
+    return atomic_copy(src, dest, link)
 
 
 def write_tree(folder: Path, files: dict[str, str]) -> None:

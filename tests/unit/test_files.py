@@ -8,16 +8,22 @@ from refinery_lib import files
 def test_atomic_copy_links_on_one_file_system_and_copies_across(tmp_path, monkeypatch):
     src = tmp_path / "a.whl"
     src.write_bytes(b"wheel bytes")
-    linked = files.atomic_copy(src, tmp_path / "out" / "a.whl")
+    linked = files.atomic_copy(src, tmp_path / "out" / "a.whl", link=True)
     assert linked.read_bytes() == b"wheel bytes"
     assert os.stat(linked).st_ino == os.stat(src).st_ino  # a hard link, no bytes copied
+    # the user's files are copied: rewriting an input wheel in place leaves the output alone
+    copied = files.atomic_copy(src, tmp_path / "mine" / "a.whl")
+    assert os.stat(copied).st_ino != os.stat(src).st_ino
+    with open(src, "r+b") as fh:
+        fh.write(b"WHEEL")
+    assert copied.read_bytes() == b"wheel bytes"
 
     def no_link(*_a):
         raise OSError(18, "Invalid cross-device link")
 
     monkeypatch.setattr(files.os, "link", no_link)
-    copied = files.atomic_copy(src, tmp_path / "other" / "a.whl")
-    assert copied.read_bytes() == b"wheel bytes"
+    copied = files.atomic_copy(src, tmp_path / "other" / "a.whl", link=True)
+    assert copied.read_bytes() == b"WHEEL bytes"
     assert os.stat(copied).st_ino != os.stat(src).st_ino
     assert oct(os.stat(copied).st_mode & 0o777) == oct(0o644)
     assert [p.name for p in (tmp_path / "other").iterdir()] == ["a.whl"]  # no temporary left
