@@ -23,13 +23,22 @@ from packaging.version import Version
 
 from . import proc
 from .attempts import order_variants, variant_for_attempt, variant_stats
-from .buildenv import build_pins, offline_miss, offline_vars, pip_vars
+from .buildenv import (
+    SharedEnv,
+    build_pins,
+    offline_miss,
+    offline_vars,
+    pip_vars,
+    shared_env,
+    shared_unmet,
+)
 from .errors import BuildError, CommandError, IndexAccessError
 from .files import inside, place_wheel, read_json, write_json
 from .hints import Hint, match_log, python_deps_from_hints, recipe_from_hints
 from .history import new_event
 from .index import candidate_versions
 from .models import DistFile, Outcome, PlanNode, Status
+from .pep517 import build_in_env
 from .recipes import Recipe, apply_on_host, host_package_family
 from .reproducible import (
     extract_sdist,
@@ -114,8 +123,10 @@ class AttemptResult:
     hints: list[dict[str, Any]] = field(default_factory=list)
     build_deps: dict[str, str] = field(default_factory=dict)
     source_date_epoch: int | None = None
-    # requirements an offline try of this attempt lacked (then retried online)
-    offline_missing: list[str] = field(default_factory=list)
+    # "shared" (the warm-up's environment), "offline" (its own, from the warm folder), "online"
+    build_env: str = "online"
+    # requirements a try of this attempt lacked in its build environment (set aside, retried)
+    missing: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -215,12 +226,13 @@ def _attempt(
     number: int,
     variant_name: str,
     recipe: Recipe,
-    offline_try: AttemptResult | None = None,
+    tried: tuple[AttemptResult, ...] = (),
 ) -> AttemptResult:
-    """One attempt. A covered build first installs its build environment offline from the
-    warm folder; when that finds a requirement missing (one the backend names at build time),
-    the same attempt is run again online (`offline_try` is then the first try), and only
-    that second try counts: for the attempt budget, variant statistics and requeue."""
+    """One attempt. A covered build first uses the shared environment the warm-up made, else
+    installs its own offline from the warm folder; when that environment lacks a requirement
+    (one the backend names at build time), the same attempt runs again in the next way
+    (shared, then offline, then online; `tried` are the earlier tries), and only the last try
+    counts: for the attempt budget, variant statistics and requeue."""
     settings, node = run.settings, run.node
     paths = settings.paths
     variant = settings.variants[variant_name]
@@ -230,17 +242,25 @@ def _attempt(
     log_path.write_text(
         f"# refinery build of {node.name} {version}: attempt {number}, variant {variant_name}\n"
     )
+    done = {t.build_env for t in tried}
+    shared: SharedEnv | None = None
     offline = None
-    if offline_try is None and run.warm is not None:
-        offline = offline_vars(settings, run.warm, node.key, sha256_file(sdist), variant, node.name)
-    if offline_try is not None:
-        with open(log_path, "a", encoding="utf-8") as fh:
+    if run.warm is not None and "online" not in done:
+        sha = sha256_file(sdist)
+        if not done:
+            shared = shared_env(settings, run.warm, node.key, sha, variant, node.name)
+        if shared is None and "offline" not in done:
+            offline = offline_vars(settings, run.warm, node.key, sha, variant, node.name)
+    build_env = "shared" if shared is not None else "offline" if offline is not None else "online"
+    with open(log_path, "a", encoding="utf-8") as fh:
+        for t in tried:
             fh.write(
-                f"# the offline build environment lacked {', '.join(offline_try.offline_missing)} "
-                f"(log: {offline_try.log_path}): this attempt runs online\n"
+                f"# the {t.build_env} build environment lacked {', '.join(t.missing)} "
+                f"(log: {t.log_path}): this attempt runs {build_env}\n"
             )
-    elif offline is not None:
-        with open(log_path, "a", encoding="utf-8") as fh:
+        if shared is not None:
+            fh.write(f"# build environment: the warm-up's shared one, {shared.path}\n")
+        elif offline is not None:
             fh.write(f"# build environment installed offline from {run.warm['folder']}\n")
     recipes_before = len(run.recipes)
     # one fixed folder per package: the same source path on every attempt and every rebuild
@@ -252,11 +272,16 @@ def _attempt(
     dist_dir.mkdir(parents=True)
     started = time.time()
     result = AttemptResult(number, variant_name, log_path, ok=False, duration=0.0)
+    result.build_env = build_env
     error = ""
     try:
         epoch = source_date_epoch(sdist)
-        build = _container_build if settings.container is not None else _local_build
-        wheel = build(run, sdist, work, variant, recipe, log_path, epoch, result, offline)
+        if settings.container is not None:
+            wheel = _container_build(run, sdist, work, variant, recipe, log_path, epoch, result,
+                                     offline)
+        else:
+            wheel = _local_build(run, sdist, work, variant, recipe, log_path, epoch, result,
+                                 offline, shared)
         if wheel is not None:
             normalize_wheel(wheel, epoch)
             result.wheel = wheel
@@ -270,13 +295,14 @@ def _attempt(
             fh.write(f"refinery: {exc}\n")
     result.duration = time.time() - started
     missing = []
-    if offline is not None and not result.ok:
+    if not result.ok and shared is not None and result.exit_code == build_in_env.UNMET_EXIT:
+        missing = shared_unmet(log_path.read_text("utf-8", "replace"))
+    elif not result.ok and offline is not None:
         missing = offline_miss(log_path.read_text("utf-8", "replace"))
     if missing:
-        _set_offline_try_aside(run, result, missing, recipes_before)
-        return _attempt(run, version, sdist, number, variant_name, recipe, offline_try=result)
-    if offline_try is not None:
-        result.duration += offline_try.duration
+        _set_try_aside(run, result, missing, recipes_before)
+        return _attempt(run, version, sdist, number, variant_name, recipe, (*tried, result))
+    result.duration += sum(t.duration for t in tried)
     if not result.ok:
         result.hints = [h.to_json() for h in match_log(log_path)]
         why = "timeout" if result.timed_out else f"exit {result.exit_code}"
@@ -285,6 +311,15 @@ def _attempt(
         )
         shutil.rmtree(work, ignore_errors=True)
     run.attempts.append(result)
+    earlier: dict[str, Any] = {}
+    for t in tried:
+        earlier.update(
+            {
+                f"{t.build_env}_missing": t.missing,
+                f"{t.build_env}_log": str(t.log_path),
+                f"{t.build_env}_duration": round(t.duration, 3),
+            }
+        )
     run.event(
         version,
         Status.ATTEMPT,
@@ -296,16 +331,8 @@ def _attempt(
         timed_out=result.timed_out,
         duration=round(result.duration, 3),
         log_path=str(log_path),
-        build_env="offline" if offline is not None else "online",
-        **(
-            {
-                "offline_missing": offline_try.offline_missing,
-                "offline_log": str(offline_try.log_path),
-                "offline_duration": round(offline_try.duration, 3),
-            }
-            if offline_try is not None
-            else {}
-        ),
+        build_env=build_env,
+        **earlier,
         hints=result.hints,
         # a missing Python dependency or system package says nothing about the variant
         # (see attempts.py)
@@ -315,23 +342,25 @@ def _attempt(
     return result
 
 
-def _set_offline_try_aside(
+def _set_try_aside(
     run: _Run, tried: AttemptResult, missing: list[str], recipes_before: int
 ) -> None:
-    """The offline try lacked `missing`: keep its log aside (out of the attempt logs, so
-    neither hints nor the requeue see its "No matching distribution") and forget its recipe
-    record; the attempt is then run again online."""
-    kept = inside(run.settings.paths.logs / "offline", tried.log_path.name)
+    """A try whose build environment lacked `missing`: keep its log aside, in
+    `logs/<build_env>/` (out of the attempt logs, so neither hints nor the requeue see its
+    "No matching distribution"), and forget its recipe record; the attempt is then run again
+    in the next way."""
+    kept = inside(run.settings.paths.logs / tried.build_env, tried.log_path.name)
     kept.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tried.log_path, kept)
     del run.recipes[recipes_before:]
     log.info(
-        "%s attempt %d: offline build environment lacks %s; retrying online",
+        "%s attempt %d: the %s build environment lacks %s; trying again",
         run.node.name,
         tried.number,
+        tried.build_env,
         ", ".join(missing),
     )
-    tried.log_path, tried.offline_missing = kept, missing
+    tried.log_path, tried.missing = kept, missing
 
 
 def _local_build(
@@ -344,8 +373,12 @@ def _local_build(
     epoch: int,
     result: AttemptResult,
     offline: dict[str, str] | None = None,
+    shared: SharedEnv | None = None,
 ) -> Path | None:
-    """One attempt with this host's interpreter, from a fixed source folder; None if it failed."""
+    """One attempt with this host's interpreter, from a fixed source folder; None if it failed.
+
+    `python -m build` makes the build environment, or with `shared` the warm-up's ready one is
+    used as it is (build_in_env.py: `build`'s API, the same hooks in the same order)."""
     settings = run.settings
     src = extract_sdist(sdist, work / "src")
     env = _build_env(run.node.name, settings, variant, work, recipe, src, epoch)
@@ -353,14 +386,12 @@ def _local_build(
     if not recipe.empty:
         run.recipes.append(apply_on_host(recipe, settings.recipes, log_path, work, env))
     dist_dir = work / "dist"
-    argv = [
-        interpreter_for(settings.target.python),
-        "-m",
-        "build",
-        "--wheel",
-        "--outdir",
-        str(dist_dir),
-    ]
+    python = interpreter_for(settings.target.python)
+    if shared is not None:
+        argv = [python, build_in_env.__file__, "--python", str(shared.python)]
+    else:
+        argv = [python, "-m", "build", "--wheel"]
+    argv += ["--outdir", str(dist_dir)]
     if not variant.isolation:
         argv.append("--no-isolation")
     argv.append(str(src))

@@ -9,18 +9,29 @@ the target's for container builders), and records which sdists it covers. A cove
 installs its build environment offline from that folder (`offline_vars`); requirements the
 backend only names at build time (`get_requires_for_build_wheel`) may still be missing there,
 which `offline_miss` recognises so the attempt can be retried online at once.
+
+For the local builder the warm-up also makes each distinct build environment once
+(`make_shared_env`): one venv per set of requirements, pins, interpreter and warm wheels,
+under `CACHE/buildenv/venvs/`, installed offline from the warm folder, read-only once made.
+Builds whose sdist it covers use it as it is (`shared_env`, refinery_lib/pep517/build_in_env.py)
+instead of making their own, so `--jobs N` builds create no environment at all.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import logging
 import os
 import re
+import shutil
+import stat
 import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +41,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from . import proc
 from .attempts import order_variants, variant_stats
 from .errors import BuildError, CommandError, InvalidWheelError
+from .pep517.build_in_env import LACKS, site_packages
 from .settings import Settings
 from .wheels import sdist_members
 
@@ -136,12 +148,29 @@ class Planned:
     pins: tuple[str, ...] | None
 
 
+@dataclass(frozen=True)
+class SharedEnv:
+    """A build environment the warm-up made (or found made) for every build that needs it."""
+
+    key: str
+    path: Path
+    packages: dict[str, str]
+    created: bool
+    duration: float = 0.0
+
+    @property
+    def python(self) -> Path:
+        return self.path / "bin" / "python"
+
+
 @dataclass
 class _Entry:
     planned: Planned
     reqs: BuildRequires
     covered: bool = False
     problem: str = ""
+    venv: SharedEnv | None = None
+    venv_problem: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -153,6 +182,10 @@ class _Entry:
             "constraints": list(self.planned.pins or ()),
             "covered": self.covered,
             "problem": self.problem,
+            "venv": str(self.venv.path) if self.venv else "",
+            "venv_key": self.venv.key if self.venv else "",
+            "venv_packages": dict(self.venv.packages) if self.venv else {},
+            "venv_problem": self.venv_problem,
         }
 
 
@@ -222,10 +255,13 @@ def _downloader(settings: Settings, log_path: Path, scratch: Path) -> _Downloade
 
 
 def warm_build_env(settings: Settings, planned: Sequence[Planned], log_path: Path) -> dict:
-    """Download the build requirements of `planned` once; the record says what is covered.
+    """Download the build requirements of `planned` once, and for the local builder make each
+    distinct build environment once; the record says what is covered and which environment
+    each sdist's builds share.
 
     Nothing here fails the run: a requirement that cannot be downloaded is named, and the
-    sdists needing it are built as before, online."""
+    sdists needing it are built as before, online; an environment that cannot be made is
+    named, and its sdists build each in its own, offline."""
     started = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text(f"# build requirements of {len(planned)} sdist(s), as wheels\n")
@@ -255,6 +291,11 @@ def warm_build_env(settings: Settings, planned: Sequence[Planned], log_path: Pat
             else:
                 _download_groups(downloader, todo)
                 record["pip_calls"] = downloader.calls
+                covered = [e for e in todo if e.covered]
+                if settings.container is None and settings.shared_build_env and covered:
+                    record["venvs"] = _share_envs(
+                        settings, covered, downloader, log_path, Path(scratch)
+                    )
     if skipped:
         record["skipped"] = skipped
         for e in todo:
@@ -264,9 +305,9 @@ def warm_build_env(settings: Settings, planned: Sequence[Planned], log_path: Pat
         requirements=union(r for e in entries.values() for r in e.reqs.requires),
         sdists={k: e.to_json() for k, e in entries.items()},
         problems=[
-            {"key": k, "sdist": e.planned.sdist.name, "problem": e.problem}
+            {"key": k, "sdist": e.planned.sdist.name, "problem": e.problem or e.venv_problem}
             for k, e in entries.items()
-            if e.problem
+            if e.problem or e.venv_problem
         ],
         covered=sum(e.covered for e in entries.values()),
         total=len(entries),
@@ -299,6 +340,258 @@ def _download_groups(downloader: _Downloader, entries: Sequence[_Entry]) -> None
                 "build requirements not warmed: %s",
                 "; ".join(f"{e.planned.sdist.name}: {e.problem}" for e in group if e.problem),
             )
+
+
+VENV_MARKER = ".refinery-ready.json"
+
+
+def interpreter_id(python: str) -> str:
+    """A builder interpreter's path and full version: part of its environments' key."""
+    if python == sys.executable:
+        version = sys.version
+    else:
+        version = proc.run([python, "-c", "import sys; print(sys.version)"]).output.strip()
+    return f"{python} {' '.join(version.split())}"
+
+
+def env_key(
+    requires: Iterable[str], pins: Iterable[str], interpreter: str, wheels: Iterable[str]
+) -> str:
+    """What makes two build environments the same: the static build requirements, the pins,
+    the interpreter, and the wheels they are installed from (a newer setuptools downloaded
+    later makes a new environment instead of keeping the old one forever)."""
+    blob = json.dumps(
+        {
+            "requires": union(requires),
+            "pins": sorted(pins),
+            "interpreter": interpreter,
+            "wheels": sorted(wheels),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def ready_env(path: Path, key: str) -> dict[str, Any] | None:
+    """The marker of a finished environment at `path` made for `key`, else None (missing,
+    half made by a run that crashed, another key, or its base interpreter gone)."""
+    try:
+        marker = json.loads((path / VENV_MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("key") != key:
+        return None
+    if not (path / "bin" / "python").exists():
+        return None
+    return marker
+
+
+def installed_packages(env: Path) -> dict[str, str]:
+    """Every distribution installed in an environment, by canonical name."""
+    from importlib.metadata import distributions
+
+    from packaging.utils import canonicalize_name
+
+    found = {}
+    for dist in distributions(path=site_packages(env)):
+        if dist.metadata["Name"]:
+            found[canonicalize_name(dist.metadata["Name"])] = dist.version
+    return dict(sorted(found.items()))
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder, read-only ones included (a shared environment is made read-only)."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_dir() and not path.is_symlink():
+        for folder, dirs, _ in os.walk(path):
+            for d in (folder, *(os.path.join(folder, x) for x in dirs)):
+                if not os.path.islink(d):
+                    os.chmod(d, os.stat(d).st_mode | stat.S_IWUSR | stat.S_IXUSR)
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _read_only(folder: Path) -> None:
+    """No write bits under `folder`: a user (not root) cannot change a shared environment
+    while builds use it, and Python writes no bytecode into it."""
+    for parent, dirs, files in os.walk(folder, topdown=False):
+        for name in (*files, *dirs):
+            p = os.path.join(parent, name)
+            if not os.path.islink(p):
+                os.chmod(p, stat.S_IMODE(os.stat(p).st_mode) & ~0o222)
+    os.chmod(folder, stat.S_IMODE(os.stat(folder).st_mode) & ~0o222)
+
+
+def _relocate(made: Path, final: Path) -> None:
+    """Scripts and pyvenv.cfg name the folder the environment was made in: name its place."""
+    old, new = str(made).encode(), str(final).encode()
+    bin_dir = made / "bin"
+    for p in [made / "pyvenv.cfg", *(sorted(bin_dir.iterdir()) if bin_dir.is_dir() else [])]:
+        if p.is_file() and not p.is_symlink():
+            data = p.read_bytes()
+            if old in data:
+                p.write_bytes(data.replace(old, new))
+
+
+def make_shared_env(
+    key: str,
+    requires: Sequence[str],
+    pins: Sequence[str],
+    python: str,
+    root: Path,
+    wheels: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    scratch: Path,
+) -> SharedEnv:
+    """The environment for `key` under `root`: found ready, or made now.
+
+    Made as `python -m build` makes an isolated one (a venv without pip, the requirements
+    installed by the interpreter's pip with `--python`), but offline from the `wheels` folder,
+    in a temporary sibling renamed into place; bytecode is compiled at install, the files are
+    made read-only and the marker, with the installed versions, is written last. A folder
+    without the marker (a crash) is not ready: it is removed and made again. Raises
+    CommandError or OSError when it cannot be made."""
+    started = time.monotonic()
+    final = root / key[:16]
+    marker = ready_env(final, key)
+    if marker is not None:
+        return SharedEnv(key, final, dict(marker.get("packages", {})), created=False)
+    root.mkdir(parents=True, exist_ok=True)
+    remove_tree(final)
+    made = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=root))
+    pip_env = dict(env)
+    pip_env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheels), PIP_ONLY_BINARY=":all:")
+    pip_env.pop("PIP_CONSTRAINT", None)
+    reqs = scratch / f"env-{final.name}-requirements.txt"
+    reqs.write_text("\n".join(requires) + "\n")
+    if pins:
+        cons = scratch / f"env-{final.name}-constraints.txt"
+        cons.write_text("\n".join(pins) + "\n")
+        pip_env["PIP_CONSTRAINT"] = str(cons)
+    try:
+        proc.run([python, "-m", "venv", "--without-pip", "--symlinks", made], log_path=log_path)
+        proc.run(
+            [
+                python, "-m", "pip", "--python", made / "bin" / "python", "install",
+                "--ignore-installed", "--use-pep517", "--no-warn-script-location",
+                "--no-input", "--progress-bar", "off", "-r", reqs,
+            ],
+            log_path=log_path,
+            env=pip_env,
+        )
+        _relocate(made, final)
+        os.rename(made, final)
+    except BaseException:
+        remove_tree(made)
+        raise
+    packages = installed_packages(final)
+    for sub in ("bin", "lib", "lib64", "include"):
+        if (final / sub).is_dir() and not (final / sub).is_symlink():
+            _read_only(final / sub)
+    duration = round(time.monotonic() - started, 3)
+    ready = final / f"{VENV_MARKER}.tmp"
+    ready.write_text(
+        json.dumps(
+            {
+                "key": key,
+                "requires": list(requires),
+                "pins": list(pins),
+                "python": python,
+                "packages": packages,
+                "duration": duration,
+            },
+            indent=1,
+            sort_keys=True,
+        )
+    )
+    os.replace(ready, final / VENV_MARKER)
+    return SharedEnv(key, final, packages, created=True, duration=duration)
+
+
+def _share_envs(
+    settings: Settings,
+    entries: Sequence[_Entry],
+    downloader: _Downloader,
+    log_path: Path,
+    scratch: Path,
+) -> list[dict[str, Any]]:
+    """One environment per distinct key of the covered `entries` (the local builder's); one
+    that cannot be made is a named problem of its sdists only, which then build as before."""
+    python = downloader.argv[0]
+    folder = settings.paths.buildenv
+    try:
+        ident = interpreter_id(python)
+    except CommandError as exc:
+        for e in entries:
+            e.venv_problem = f"shared build environment not made: {exc}"
+        return []
+    wheels = sorted(p.name for p in folder.glob("*.whl"))
+    groups: dict[str, list[_Entry]] = {}
+    for e in entries:
+        key = env_key(e.reqs.requires, e.planned.pins or (), ident, wheels)
+        groups.setdefault(key, []).append(e)
+    root = settings.paths.venvs
+    root.mkdir(parents=True, exist_ok=True)
+    made: list[dict[str, Any]] = []
+    # two runs on one cache (snakemake --nolock) must not make or remove the same folder
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for key, group in groups.items():
+            first = group[0]
+            try:
+                shared = make_shared_env(
+                    key, union(first.reqs.requires), first.planned.pins or (), python, root,
+                    folder, downloader.env, log_path, scratch,
+                )
+            except (CommandError, OSError) as exc:
+                why = f"shared build environment not made (it builds in its own): {exc}"
+                log.warning("%s: %s", ", ".join(e.planned.sdist.name for e in group), why)
+                for e in group:
+                    e.venv_problem = why
+                continue
+            for e in group:
+                e.venv = shared
+            made.append(
+                {
+                    "key": key,
+                    "path": str(shared.path),
+                    "created": shared.created,
+                    "duration": shared.duration,
+                    "packages": shared.packages,
+                    "sdists": [e.planned.key for e in group],
+                }
+            )
+    return made
+
+
+def shared_env(
+    settings: Settings, record: dict | None, key: str, sha256: str, variant, name: str
+) -> SharedEnv | None:
+    """The ready environment the warm-up made for this build, or None: the builder is not
+    local, the sdist was not covered or is another file, the variant is not isolated or pins
+    other versions (`offline_vars`' conditions), or no environment was made for it."""
+    if settings.container is not None or not settings.shared_build_env:
+        return None
+    if offline_vars(settings, record, key, sha256, variant, name) is None:
+        return None
+    entry = (record or {})["sdists"][key]
+    if not entry.get("venv") or not entry.get("venv_key"):
+        return None
+    path = Path(entry["venv"])
+    if ready_env(path, entry["venv_key"]) is None:
+        return None
+    return SharedEnv(entry["venv_key"], path, dict(entry.get("venv_packages", {})), False)
+
+
+def shared_unmet(log_text: str) -> list[str]:
+    """Requirements the shared environment lacked (build_in_env.py's report), else empty."""
+    for line in log_text.splitlines():
+        if line.startswith(LACKS):
+            return [r.strip() for r in line[len(LACKS):].split(", ") if r.strip()]
+    return []
 
 
 def offline_vars(

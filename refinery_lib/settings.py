@@ -41,6 +41,11 @@ class Paths:
         return self.cache / "buildenv" / "wheels"
 
     @property
+    def venvs(self) -> Path:
+        """Build environments the warm-up made once, shared by the local builder's builds."""
+        return self.cache / "buildenv" / "venvs"
+
+    @property
     def logs(self) -> Path:
         return self.cache / "logs"
 
@@ -86,6 +91,7 @@ class Settings:
     variants: dict[str, Variant] = field(default_factory=dict)
     variant_order: tuple[str, ...] = ("isolated",)
     binary_build_deps: bool = True
+    shared_build_env: bool = True
     recipes: RecipePolicy = field(default_factory=RecipePolicy)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     closure_check: bool = True
@@ -178,6 +184,7 @@ class Settings:
             variants=variants,
             variant_order=order,
             binary_build_deps=bool(build.get("binary_build_deps", True)),
+            shared_build_env=bool(build.get("shared_build_env", True)),
             recipes=RecipePolicy(
                 enabled=bool(rec.get("enabled", True)),
                 allow_system=bool(rec.get("allow_system", False)),

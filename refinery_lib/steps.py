@@ -143,7 +143,8 @@ def run_prepare_build_env(
     settings: Settings, plan_path: Path, record: Path, log_path: Path
 ) -> None:
     """The warm-up of build environments (see buildenv.py): every planned sdist downloaded
-    (fetch_sdist then finds it cached) and read for its build requirements. An sdist that
+    (fetch_sdist then finds it cached) and read for its build requirements, which are
+    downloaded once; the local builder's shared environments made. An sdist that
     cannot be had is named and left out: its own fetch_sdist job fails, the other builds go on.
     """
     planned, unfetched = [], []
@@ -166,12 +167,16 @@ def run_prepare_build_env(
     warm["problems"] = unfetched + warm["problems"]
     warm["total"] += len(unfetched)
     write_json(record, warm)
+    venvs = warm.get("venvs", [])
     log.info(
-        "build environments: %d of %d sdist(s) covered by %d wheel(s) in %s (%.1f s)%s",
+        "build environments: %d of %d sdist(s) covered by %d wheel(s) in %s, %d shared "
+        "environment(s) (%d made now) (%.1f s)%s",
         warm["covered"],
         warm["total"],
         len(warm["wheels"]),
         warm["folder"],
+        len(venvs),
+        sum(v["created"] for v in venvs),
         warm["duration"],
         "; " + "; ".join(f"{p['sdist']}: {p['problem']}" for p in warm["problems"])
         if warm["problems"]

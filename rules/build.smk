@@ -25,8 +25,9 @@ rule fetch_wheels:
 
 rule prepare_build_env:
     """Every planned sdist and its build requirements (as wheels) downloaded once, before any
-    build, so that builds install their build environments offline (refinery_lib/buildenv.py).
-    An sdist that cannot be downloaded is named in the record and blocks nothing."""
+    build, and each distinct build environment of the local builder made once, so that builds
+    share it or install their own offline (refinery_lib/buildenv.py). An sdist that cannot be
+    downloaded is named in the record and blocks nothing."""
     input:
         plan=rules.plan.output.plan,
     output:

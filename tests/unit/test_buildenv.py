@@ -1,9 +1,12 @@
 """Build-environment warm-up: build requirements read from sdists, their union, coverage, the
-offline variables of a covered build and the recognition of an offline miss."""
+offline variables of a covered build and the recognition of an offline miss; the shared
+environments of the local builder (key, making, reuse, a failed one, the record, the check of
+what a build needs against an environment)."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
 import tarfile
@@ -16,15 +19,24 @@ from refinery_lib import buildenv
 from refinery_lib.attempts import Variant
 from refinery_lib.buildenv import (
     DEFAULT_REQUIRES,
+    VENV_MARKER,
     Planned,
+    SharedEnv,
+    env_key,
+    make_shared_env,
     offline_miss,
     offline_vars,
     read_build_requires,
+    shared_env,
+    shared_unmet,
     union,
     warm_build_env,
 )
+from refinery_lib.errors import CommandError
+from refinery_lib.pep517 import build_in_env
 from refinery_lib.settings import Settings
 from refinery_lib.targets import host_arch
+from tests.fixtures.projects import make_wheel
 
 PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
@@ -111,7 +123,7 @@ def test_union_is_normalised_and_sorted():
     ]
 
 
-def settings_for(tmp_path, **config) -> Settings:
+def settings_for(tmp_path, shared=False, **config) -> Settings:
     base = {
         "cache": str(tmp_path / "cache"),
         "results": str(tmp_path / "results"),
@@ -124,6 +136,8 @@ def settings_for(tmp_path, **config) -> Settings:
                 "no-isolation": {"isolation": False},
                 "legacy": {"isolation": True, "constraints": ["setuptools<70"]},
             },
+            # tests of the downloads alone make no environments (see the shared tests)
+            "shared_build_env": shared,
         },
     }
     return Settings.from_config({**base, **config}, base=tmp_path)
@@ -136,6 +150,8 @@ class FakeDownloader:
         self.available = set(available)
         self.calls = []
         self.scratch = None
+        self.argv = [sys.executable, "-m", "pip", "download"]
+        self.env = {"PIP_INDEX_URL": "http://127.0.0.1:9/simple"}
 
     def fetch(self, requirements, pins):
         self.calls.append((tuple(requirements), tuple(pins)))
@@ -298,3 +314,194 @@ def test_a_target_the_local_builder_cannot_build_is_not_warmed(tmp_path):
     record = warm_build_env(settings, [planned(tmp_path, "a", {})], tmp_path / "warm.log")
     assert record["covered"] == 0 and "local builder" in record["skipped"]
     assert "local builder" in record["problems"][0]["problem"]
+
+
+# --- shared build environments (local builder) ---
+
+
+def test_env_key_is_the_requirements_pins_interpreter_and_wheels():
+    key = env_key(["wheel", "setuptools>=61"], ["b==1", "a==2"], "/py 3.11.7", ["s.whl"])
+    assert key == env_key(["setuptools >= 61", "wheel"], ["a==2", "b==1"], "/py 3.11.7", ["s.whl"])
+    assert len(key) == 64
+    assert key != env_key(["setuptools>=61"], ["a==2", "b==1"], "/py 3.11.7", ["s.whl"])
+    assert key != env_key(["wheel", "setuptools>=61"], [], "/py 3.11.7", ["s.whl"])
+    assert key != env_key(["wheel", "setuptools>=61"], ["a==2", "b==1"], "/py 3.11.8", ["s.whl"])
+    # a newer wheel downloaded later makes another environment
+    assert key != env_key(["wheel", "setuptools>=61"], ["a==2", "b==1"], "/py 3.11.7",
+                          ["s.whl", "s2.whl"])
+
+
+def tool_wheel(folder, version="1.0"):
+    """A wheel with a console script (whose shebang names the environment's folder)."""
+    files = {
+        "tool/__init__.py": b"def main():\n    return 0\n",
+        f"tool-{version}.dist-info/entry_points.txt": b"[console_scripts]\ntool = tool:main\n",
+    }
+    return make_wheel(folder, "tool", version, requires=("helper",), files=files)
+
+
+def make_env(tmp_path, requires=("tool",), pins=(), key="k" * 64):
+    wheels = tmp_path / "wheels"
+    return make_shared_env(
+        key, list(requires), list(pins), sys.executable, tmp_path / "venvs", wheels,
+        {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+        | {"PIP_CONFIG_FILE": os.devnull},
+        tmp_path / "pip.log", tmp_path,
+    )
+
+
+@pytest.fixture
+def wheels(tmp_path):
+    folder = tmp_path / "wheels"
+    tool_wheel(folder)
+    tool_wheel(folder, "2.0")
+    make_wheel(folder, "helper", "1.5")
+    return folder
+
+
+def test_a_shared_env_is_made_offline_ready_and_read_only(tmp_path, wheels):
+    env = make_env(tmp_path, pins=["tool<2"])
+    assert env.created and env.path == tmp_path / "venvs" / ("k" * 16)
+    assert env.packages == {"helper": "1.5", "tool": "1.0"}  # the pin, and the dependency
+    marker = json.loads((env.path / VENV_MARKER).read_text())
+    assert marker["key"] == "k" * 64 and marker["packages"] == env.packages
+    # made in a temporary sibling, renamed into place: its scripts name where it is now
+    assert [p.name for p in (tmp_path / "venvs").iterdir()] == ["k" * 16]
+    script = (env.path / "bin" / "tool").read_text()
+    assert script.startswith(f"#!{env.path}/bin/python"), script.splitlines()[0]
+    # bytecode is there already, and nothing under site-packages is writable
+    site = build_in_env.site_packages(env.path)
+    assert list(Path(site[0], "tool").glob("__pycache__/*.pyc"))
+    for folder, dirs, files in os.walk(site[0]):
+        for name in (*dirs, *files):
+            assert not os.stat(os.path.join(folder, name)).st_mode & 0o222, name
+    assert "install" in (tmp_path / "pip.log").read_text()
+
+
+def test_a_ready_env_is_reused_and_a_half_made_one_made_again(tmp_path, wheels, monkeypatch):
+    first = make_env(tmp_path)
+    assert first.packages["tool"] == "2.0"
+    monkeypatch.setattr(buildenv.proc, "run", pytest.fail)  # reused: no venv, no pip
+    again = make_env(tmp_path)
+    assert not again.created and again.path == first.path and again.packages == first.packages
+    monkeypatch.undo()
+    # a run that crashed after the rename, before the marker: not ready, made again
+    (first.path / VENV_MARKER).unlink()
+    assert buildenv.ready_env(first.path, "k" * 64) is None
+    remade = make_env(tmp_path)
+    assert remade.created and buildenv.ready_env(remade.path, "k" * 64) is not None
+    # another key in the same folder (a prefix collision) is not taken for this one
+    assert buildenv.ready_env(remade.path, "k" * 16 + "x" * 48) is None
+
+
+def test_an_env_that_cannot_be_made_leaves_nothing(tmp_path, wheels):
+    with pytest.raises(CommandError):
+        make_env(tmp_path, requires=("tool", "nowhere-pkg"))
+    assert list((tmp_path / "venvs").iterdir()) == []
+    assert "nowhere-pkg" in (tmp_path / "pip.log").read_text()
+
+
+def fake_make(calls, failing=()):
+    def make(key, requires, pins, python, root, wheels, env, log_path, scratch):
+        calls.append((tuple(requires), tuple(pins)))
+        if tuple(pins) in failing:
+            raise CommandError(["pip", "install"], 1, log_path)
+        return SharedEnv(key, root / key[:16], {"setuptools": "80.0"}, created=True)
+
+    return make
+
+
+def test_one_env_per_key_and_one_that_failed_is_named_for_its_sdists(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path, shared=True)
+    fake = FakeDownloader(["setuptools>=61", "setuptools>=40.8.0", "wheel"])
+    monkeypatch.setattr(buildenv, "_downloader", lambda *a: fake)
+    calls = []
+    monkeypatch.setattr(buildenv, "make_shared_env",
+                        fake_make(calls, failing={("setuptools==70.3.0",)}))
+    pyproject = {"pyproject.toml": b"[build-system]\nrequires = ['setuptools>=61']\n"}
+    items = [
+        planned(tmp_path, "a", pyproject),
+        planned(tmp_path, "b", pyproject),
+        planned(tmp_path, "c", {"setup.py": b""}),
+        planned(tmp_path, "d", pyproject, pins=("setuptools==70.3.0",)),
+    ]
+    record = warm_build_env(settings, items, tmp_path / "warm.log")
+    assert sorted(calls) == [
+        (("setuptools>=40.8.0", "wheel"), ()),
+        (("setuptools>=61",), ()),
+        (("setuptools>=61",), ("setuptools==70.3.0",)),
+    ]
+    sdists = record["sdists"]
+    assert sdists["a-1.0"]["venv"] == sdists["b-1.0"]["venv"] != sdists["c-1.0"]["venv"]
+    assert sdists["a-1.0"]["venv"].startswith(str(settings.paths.venvs))
+    assert sdists["a-1.0"]["venv_packages"] == {"setuptools": "80.0"}
+    assert len(sdists["a-1.0"]["venv_key"]) == 64
+    # d builds as before (offline, its own environment); its problem is named
+    assert sdists["d-1.0"]["covered"] and sdists["d-1.0"]["venv"] == ""
+    assert "shared build environment not made" in sdists["d-1.0"]["venv_problem"]
+    assert [p["key"] for p in record["problems"]] == ["d-1.0"]
+    assert record["covered"] == 4
+    assert sorted(len(v["sdists"]) for v in record["venvs"]) == [1, 2]
+
+
+def test_no_shared_env_for_a_container_builder_or_when_switched_off(tmp_path, monkeypatch):
+    monkeypatch.setattr(buildenv, "make_shared_env", pytest.fail)
+    for settings in (
+        settings_for(tmp_path),
+        settings_for(tmp_path, shared=True, builder={"kind": "container", "preset": "debian"},
+                     target={"python": "3.11", "platform_tag": "manylinux2014_s390x"}),
+    ):
+        fake = FakeDownloader(["setuptools>=40.8.0", "wheel"])
+        monkeypatch.setattr(buildenv, "_downloader", lambda *a, f=fake: f)
+        record = warm_build_env(settings, [planned(tmp_path, "a", {})], tmp_path / "w.log")
+        assert record["covered"] == 1 and "venvs" not in record
+        assert record["sdists"]["a-1.0"]["venv"] == ""
+
+
+def test_shared_env_only_for_a_ready_env_of_a_covered_isolated_build(tmp_path, wheels):
+    settings = settings_for(tmp_path, shared=True)
+    env = make_env(tmp_path)
+    entry = {"covered": True, "sha256": "s", "constraints": [], "venv": str(env.path),
+             "venv_key": env.key, "venv_packages": env.packages}
+    record = {"folder": str(tmp_path / "wheels"), "sdists": {"a-1.0": entry}}
+    iso = Variant("isolated")
+    got = shared_env(settings, record, "a-1.0", "s", iso, "a")
+    assert got is not None and got.path == env.path and got.python.exists()
+    assert shared_env(settings, record, "a-1.0", "other", iso, "a") is None
+    assert shared_env(settings, record, "a-1.0", "s", Variant("n", isolation=False), "a") is None
+    pinned = Variant("legacy", constraints=("setuptools<70",))
+    assert shared_env(settings, record, "a-1.0", "s", pinned, "a") is None
+    assert shared_env(settings_for(tmp_path), record, "a-1.0", "s", iso, "a") is None
+    (env.path / VENV_MARKER).unlink()  # no longer ready
+    assert shared_env(settings, record, "a-1.0", "s", iso, "a") is None
+
+
+def dist_info(site, name, version, requires=()):
+    folder = site / f"{name}-{version}.dist-info"
+    folder.mkdir(parents=True)
+    lines = [f"Name: {name}", f"Version: {version}", *(f"Requires-Dist: {r}" for r in requires)]
+    (folder / "METADATA").write_text("\n".join(["Metadata-Version: 2.1", *lines]) + "\n")
+
+
+def test_unmet_requirements_are_checked_against_the_environment(tmp_path):
+    site = tmp_path / "env" / "lib" / f"python{PY}" / "site-packages"
+    dist_info(site, "setuptools", "80.0")
+    dist_info(site, "Cython", "0.29.37", requires=["extra-thing; extra == 'fast'"])
+    paths = build_in_env.site_packages(tmp_path / "env")
+    assert paths == [str(site)]
+    assert build_in_env.unmet(["setuptools>=61", "cython<3"], paths) == []
+    assert build_in_env.unmet(["setuptools>=61", "helperdyn"], paths) == ["helperdyn"]
+    assert build_in_env.unmet(["setuptools<70"], paths) == ["setuptools<70"]
+    assert build_in_env.unmet(["other; python_version < '3'"], paths) == []
+    assert build_in_env.unmet(["cython[fast]"], paths) == ["extra-thing; extra == \"fast\""]
+    assert build_in_env.installed_versions(["Cython>=0.29", "nothere"], paths) == {
+        "cython": "0.29.37"
+    }
+
+
+def test_the_runner_names_what_the_shared_env_lacks():
+    line = build_in_env.LACKS + "helperdyn, other>=2"
+    assert shared_unmet(f"* Getting build dependencies for wheel...\n{line}\n") == [
+        "helperdyn", "other>=2",
+    ]
+    assert shared_unmet("error: command 'gcc' failed\n") == []

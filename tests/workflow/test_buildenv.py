@@ -3,7 +3,8 @@
 
 A module-local index: `dynreq` names `helperdyn` (a pure wheel on the index) only through
 setuptools' `setup_requires`, so the warm-up covers its static `setuptools>=61` and its build
-first runs offline, misses `helperdyn`, and is run again online within the same attempt.
+first finds `helperdyn` missing in the shared environment, then offline, and is run again
+online within the same attempt.
 `needs-nowhere` names a build requirement no index has: the warm-up names it and goes on.
 """
 
@@ -83,10 +84,16 @@ def test_a_dynamic_requirement_is_retried_online_without_costing_an_attempt(
     nowhere = record["sdists"]["needs_nowhere-1.0"]
     assert nowhere["covered"] is False and "nowhere-pkg" in nowhere["problem"]
 
-    # dynreq: one attempt, which counts once and succeeded, online after the offline miss
+    # dynreq: one attempt, which counts once and succeeded: its shared environment lacked
+    # helperdyn (the backend names it at build time), so did the offline one, online it built
     (event,) = attempt_events(cache / "history.db", "dynreq")
     assert event["ok"] is True and event["attempt"] == 1 and event["build_env"] == "online"
+    assert event["shared_missing"] == ["helperdyn"]
     assert event["offline_missing"] == ["helperdyn"]
+    assert record["sdists"]["dynreq-1.0"]["venv"]
+    shared_log = Path(event["shared_log"])
+    assert shared_log.parent == cache / "logs" / "shared"
+    assert "the shared build environment lacks: helperdyn" in shared_log.read_text()
     assert status["dynreq"]["metadata"]["attempts"] == 1
     assert status["dynreq"]["metadata"]["build_deps"]["helperdyn"] == "1.0"
     assert variant_stats(cache / "history.db", "dynreq") == {"isolated": (1, 1)}
@@ -139,4 +146,4 @@ def test_an_sdist_that_cannot_be_downloaded_blocks_no_other_build(
     (problem,) = [p for p in record["problems"] if p["key"] == "badsum-1.0"]
     assert "sha256" in problem["problem"]
     (event,) = attempt_events(cache / "history.db", "goodsrc")
-    assert event["build_env"] == "offline"
+    assert event["build_env"] == "shared"

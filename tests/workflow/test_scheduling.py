@@ -1,5 +1,5 @@
 """Build order from history (`--schedule`) in the start times of real builds; the warm-up
-(`prefetch`) target.
+(`prefetch`) target and the build environment it makes once for builds to share.
 
 A module-local PEP 503 index of four C projects whose wheel builds sleep for different times
 (as file:// for the order tests, over HTTP with a request log for the warm-up test). The
@@ -165,8 +165,10 @@ def _sdist_gets(requests: list[str]) -> list[str]:
 
 def test_prefetch_warms_the_cache_before_a_parallel_run(tmp_path, served_index, isolated_pip_env):
     """`refinery ... -- prefetch` (the workflow's warm-up target) downloads every sdist and
-    every build requirement (as wheels) once and builds nothing; the `--jobs 2` run after it
-    asks the index for nothing at all: no sdist, no setuptools page or file."""
+    every build requirement (as wheels) once, makes their one build environment and builds
+    nothing; the `--jobs 2` run after it asks the index for nothing at all (no sdist, no
+    setuptools page or file) and makes no environment: its four builds share the one made.
+    Their wheels are byte for byte those of builds that each make their own environment."""
     index_url, requests = served_index
     make_wheelhouse(tmp_path / "in", BY_INPUT)
     requests.clear()
@@ -186,6 +188,15 @@ def test_prefetch_warms_the_cache_before_a_parallel_run(tmp_path, served_index, 
     )
     assert record["covered"] == record["total"] == 4 and record["problems"] == []
     assert record["requirements"] == ["setuptools>=61"]
+    # one environment for the four (same requirements, pins and interpreter), made by prefetch
+    venvs = tmp_path / "cache" / "buildenv" / "venvs"
+    (venv,) = [p for p in venvs.iterdir() if not p.name.startswith(".")]
+    (made,) = record["venvs"]
+    assert made["created"] is True and made["path"] == str(venv) and len(made["sdists"]) == 4
+    assert {e["venv"] for e in record["sdists"].values()} == {str(venv)}
+    setuptools_version = warmed[0].split("-")[1]
+    assert made["packages"] == {"setuptools": setuptools_version}
+    made_files = _files(venv)
     # a warm-up, not a run: nothing built, no manifest claiming failures, no failed history
     assert not (tmp_path / "cache" / "logs").exists() or not any(
         (tmp_path / "cache" / "logs").iterdir()
@@ -213,7 +224,41 @@ def test_prefetch_warms_the_cache_before_a_parallel_run(tmp_path, served_index, 
         " WHERE status = 'attempt'"
     ))
     con.close()
-    assert envs == dict.fromkeys(SLEEPS, "offline")
-    # build's own report of the environment still reaches the manifest (replay pins it)
+    assert envs == dict.fromkeys(SLEEPS, "shared")
+    # still that one environment, untouched, and no build made another
+    assert [p for p in venvs.iterdir() if not p.name.startswith(".")] == [venv]
+    assert _files(venv) == made_files
+    for name in SLEEPS:
+        text = (tmp_path / "cache" / "logs" / f"{name}-1.0-attempt1-isolated.log").read_text()
+        assert f"Using the shared build environment {venv}" in text
+        assert "Creating isolated environment" not in text and "build-env-" not in text
+    # the environment's versions are the build dependencies the manifest records (replay)
     for entry in manifest["entries"]:
-        assert entry["metadata"]["build_deps"]["setuptools"] == warmed[0].split("-")[1]
+        assert entry["metadata"]["build_deps"] == {"setuptools": setuptools_version}
+
+    # the same four built each in its own environment (offline from the warm folder), in a
+    # cold cache: the same wheels, byte for byte
+    own = tmp_path / "own-envs.yaml"
+    own.write_text("build:\n  shared_build_env: false\n")
+    args = refinery_args(tmp_path, index_url, "--jobs", "2", "--config", str(own))
+    args[args.index("--cache") + 1] = str(tmp_path / "cache-own")
+    args[args.index("--output") + 1] = str(tmp_path / "out-own")
+    res = run_refinery(args, env=isolated_pip_env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    own_manifest = json.loads((tmp_path / "out-own" / "manifest.json").read_text())
+    assert not (tmp_path / "cache-own" / "buildenv" / "venvs").exists()
+    con = sqlite3.connect(tmp_path / "cache-own" / "history.db")
+    own_envs = dict(con.execute(
+        "SELECT package, json_extract(metadata, '$.build_env') FROM events"
+        " WHERE status = 'attempt'"
+    ))
+    con.close()
+    assert own_envs == dict.fromkeys(SLEEPS, "offline")
+    log = (tmp_path / "cache-own" / "logs" / "alpha-1.0-attempt1-isolated.log").read_text()
+    assert "Creating isolated environment" in log
+    shas = {e["name"]: (e["wheel"], e["sha256"]) for e in manifest["entries"]}
+    own_shas = {e["name"]: (e["wheel"], e["sha256"]) for e in own_manifest["entries"]}
+    assert own_shas == shas
+    assert {e["name"]: e["metadata"]["build_deps"] for e in own_manifest["entries"]} == {
+        e["name"]: e["metadata"]["build_deps"] for e in manifest["entries"]
+    }

@@ -1,0 +1,1 @@
+"""Programs run by file path in a builder's interpreter (see build_in_env.py)."""
