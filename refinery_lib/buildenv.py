@@ -458,6 +458,7 @@ def make_shared_env(
     final = root / key[:16]
     marker = ready_env(final, key)
     if marker is not None:
+        os.utime(final / VENV_MARKER)  # in use: see prune_envs
         return SharedEnv(key, final, dict(marker.get("packages", {})), created=False)
     root.mkdir(parents=True, exist_ok=True)
     remove_tree(final)
@@ -564,7 +565,37 @@ def _share_envs(
                     "sdists": [e.planned.key for e in group],
                 }
             )
+        prune_envs(root, keep={Path(m["path"]).name for m in made})
     return made
+
+
+#: an environment no warm-up has used for this long is removed (new downloads, other pins or
+#: another interpreter give new keys, so old environments would otherwise pile up)
+PRUNE_AFTER = 7 * 24 * 3600
+
+
+def prune_envs(root: Path, keep: set[str], now: float | None = None) -> list[str]:
+    """Remove the environments under `root` not in `keep` whose marker was last used more
+    than PRUNE_AFTER ago, and half-made ones (no marker) as old; returns their names. Runs
+    under the warm-up's lock; a run still building with an older environment used it within
+    the week."""
+    now = time.time() if now is None else now
+    removed = []
+    for path in sorted(root.iterdir()):
+        if path.name in keep or not path.is_dir() or path.name.startswith("."):
+            continue
+        marker = path / VENV_MARKER
+        try:
+            last = (marker if marker.exists() else path).stat().st_mtime
+        except OSError:
+            continue
+        if now - last > PRUNE_AFTER:
+            remove_tree(path)
+            removed.append(path.name)
+    if removed:
+        log.info("removed %d build environment(s) unused for a week: %s", len(removed),
+                 ", ".join(removed))
+    return removed
 
 
 def shared_env(

@@ -505,3 +505,26 @@ def test_the_runner_names_what_the_shared_env_lacks():
         "helperdyn", "other>=2",
     ]
     assert shared_unmet("error: command 'gcc' failed\n") == []
+
+
+def test_environments_unused_for_a_week_are_pruned(tmp_path):
+    import os
+    import time
+
+    from refinery_lib.buildenv import PRUNE_AFTER, VENV_MARKER, prune_envs
+
+    root = tmp_path / "venvs"
+    now = time.time()
+    for name, age in (("current", 30 * 86400), ("recent", 3600), ("stale", PRUNE_AFTER + 60)):
+        env = root / name
+        (env / "lib").mkdir(parents=True)
+        (env / VENV_MARKER).write_text("{}")
+        os.utime(env / VENV_MARKER, (now - age, now - age))
+        (env / "lib").chmod(0o555)  # shared environments are read-only
+    half = root / "halfmade"
+    half.mkdir()
+    os.utime(half, (now - PRUNE_AFTER - 60, now - PRUNE_AFTER - 60))
+    (root / ".lock").write_text("")
+    removed = prune_envs(root, keep={"current"}, now=now)
+    assert sorted(removed) == ["halfmade", "stale"]
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "current", "recent"]
