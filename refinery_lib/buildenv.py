@@ -519,8 +519,9 @@ def _share_envs(
     log_path: Path,
     scratch: Path,
 ) -> list[dict[str, Any]]:
-    """One environment per distinct key of the covered `entries` (the local builder's); one
-    that cannot be made is a named problem of its sdists only, which then build as before."""
+    """One environment per distinct key that two or more covered `entries` share (the local
+    builder's), or that an earlier warm-up left ready; one that cannot be made is a named
+    problem of its sdists only, which then build as before."""
     python = downloader.argv[0]
     folder = settings.paths.buildenv
     try:
@@ -542,6 +543,10 @@ def _share_envs(
         fcntl.flock(lock, fcntl.LOCK_EX)
         for key, group in groups.items():
             first = group[0]
+            if len(group) < 2 and ready_env(root / key[:16], key) is None:
+                # one build needs it: that build makes it (offline) as it would any way, once;
+                # a shared copy would be made here for nothing (figure 6 of bench/ measured it)
+                continue
             try:
                 shared = make_shared_env(
                     key, union(first.reqs.requires), first.planned.pins or (), python, root,

@@ -423,7 +423,11 @@ def test_one_env_per_key_and_one_that_failed_is_named_for_its_sdists(tmp_path, m
         planned(tmp_path, "a", pyproject),
         planned(tmp_path, "b", pyproject),
         planned(tmp_path, "c", {"setup.py": b""}),
+        planned(tmp_path, "c2", {"setup.py": b""}),
         planned(tmp_path, "d", pyproject, pins=("setuptools==70.3.0",)),
+        planned(tmp_path, "d2", pyproject, pins=("setuptools==70.3.0",)),
+        # needed by one build only: that build makes it, nothing is made here
+        planned(tmp_path, "solo", pyproject, pins=("setuptools==69.5.1",)),
     ]
     record = warm_build_env(settings, items, tmp_path / "warm.log")
     assert sorted(calls) == [
@@ -439,9 +443,11 @@ def test_one_env_per_key_and_one_that_failed_is_named_for_its_sdists(tmp_path, m
     # d builds as before (offline, its own environment); its problem is named
     assert sdists["d-1.0"]["covered"] and sdists["d-1.0"]["venv"] == ""
     assert "shared build environment not made" in sdists["d-1.0"]["venv_problem"]
-    assert [p["key"] for p in record["problems"]] == ["d-1.0"]
-    assert record["covered"] == 4
-    assert sorted(len(v["sdists"]) for v in record["venvs"]) == [1, 2]
+    assert [p["key"] for p in record["problems"]] == ["d-1.0", "d2-1.0"]
+    assert sdists["solo-1.0"]["covered"] and sdists["solo-1.0"]["venv"] == ""
+    assert not sdists["solo-1.0"]["venv_problem"]
+    assert record["covered"] == 7
+    assert sorted(len(v["sdists"]) for v in record["venvs"]) == [2, 2]
 
 
 def test_no_shared_env_for_a_container_builder_or_when_switched_off(tmp_path, monkeypatch):

@@ -5,7 +5,9 @@ A module-local index: `dynreq` names `helperdyn` (a pure wheel on the index) onl
 setuptools' `setup_requires`, so the warm-up covers its static `setuptools>=61` and its build
 first finds `helperdyn` missing in the shared environment, then offline, and is run again
 online within the same attempt.
-`needs-nowhere` names a build requirement no index has: the warm-up names it and goes on.
+`dynpeer` has the same static requirements, so the two share the environment (one needed by a
+single build is made by that build). `needs-nowhere` names a build requirement no index has:
+the warm-up names it and goes on.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ def dyn_index(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("buildenv-index")
     files = root / "files"
     build_sdist(write_project(root / "p", "dynreq", "1.0", setup_requires=("helperdyn",)), files)
+    # the same static build requirements as dynreq: the two share one environment
+    build_sdist(write_project(root / "p", "dynpeer", "1.0", c_ext=False), files)
     build_sdist(write_project(root / "p", "needs-nowhere", "1.0", c_ext=False,
                               build_requires=("nowhere-pkg",)), files)
     make_wheel(files, "helperdyn", "1.0", "py3-none-any")
@@ -67,7 +71,7 @@ def attempt_events(history_db: Path, package: str) -> list[dict]:
 def test_a_dynamic_requirement_is_retried_online_without_costing_an_attempt(
     tmp_path, dyn_index, isolated_pip_env
 ):
-    for name in ("dynreq", "needs-nowhere"):
+    for name in ("dynreq", "dynpeer", "needs-nowhere"):
         make_wheel(tmp_path / "in", name, "1.0", FOREIGN)
     cache = tmp_path / "cache"
     res = _refine(
@@ -89,6 +93,8 @@ def test_a_dynamic_requirement_is_retried_online_without_costing_an_attempt(
     (event,) = attempt_events(cache / "history.db", "dynreq")
     assert event["ok"] is True and event["attempt"] == 1 and event["build_env"] == "online"
     assert event["shared_missing"] == ["helperdyn"]
+    (peer,) = attempt_events(cache / "history.db", "dynpeer")
+    assert peer["ok"] is True and peer["build_env"] == "shared"
     assert event["offline_missing"] == ["helperdyn"]
     assert record["sdists"]["dynreq-1.0"]["venv"]
     shared_log = Path(event["shared_log"])
@@ -146,4 +152,5 @@ def test_an_sdist_that_cannot_be_downloaded_blocks_no_other_build(
     (problem,) = [p for p in record["problems"] if p["key"] == "badsum-1.0"]
     assert "sha256" in problem["problem"]
     (event,) = attempt_events(cache / "history.db", "goodsrc")
-    assert event["build_env"] == "shared"
+    # the only build: its own environment, made offline from the warm-up's wheels
+    assert event["build_env"] == "offline"
