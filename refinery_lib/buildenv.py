@@ -10,11 +10,12 @@ installs its build environment offline from that folder (`offline_vars`); requir
 backend only names at build time (`get_requires_for_build_wheel`) may still be missing there,
 which `offline_miss` recognises so the attempt can be retried online at once.
 
-For the local builder the warm-up also makes each distinct build environment once
-(`make_shared_env`): one venv per set of requirements, pins, interpreter and warm wheels,
-under `CACHE/buildenv/venvs/`, installed offline from the warm folder, read-only once made.
-Builds whose sdist it covers use it as it is (`shared_env`, refinery_lib/pep517/build_in_env.py)
-instead of making their own, so `--jobs N` builds create no environment at all.
+For the local builder the warm-up also makes each build environment that two or more builds
+need once (`make_shared_env`): one venv per set of requirements, pins, interpreter and warm
+wheels, under `CACHE/buildenv/venvs/`, installed offline from the warm folder, read-only once
+made. Builds whose sdist it covers use it as it is (`shared_env`,
+refinery_lib/pep517/build_in_env.py) instead of making their own, so no environment is made
+twice; a set only one build needs is made by that build, offline.
 """
 
 from __future__ import annotations
