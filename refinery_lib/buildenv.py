@@ -42,7 +42,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from . import proc
 from .attempts import order_variants, variant_stats
 from .errors import BuildError, CommandError, InvalidWheelError
-from .pep517.build_in_env import LACKS, site_packages
+from .pep517.build_in_env import LACKS, distributions, site_packages
 from .settings import Settings
 from .wheels import sdist_members
 
@@ -389,15 +389,7 @@ def ready_env(path: Path, key: str) -> dict[str, Any] | None:
 
 def installed_packages(env: Path) -> dict[str, str]:
     """Every distribution installed in an environment, by canonical name."""
-    from importlib.metadata import distributions
-
-    from packaging.utils import canonicalize_name
-
-    found = {}
-    for dist in distributions(path=site_packages(env)):
-        if dist.metadata["Name"]:
-            found[canonicalize_name(dist.metadata["Name"])] = dist.version
-    return dict(sorted(found.items()))
+    return {n: d.version for n, d in sorted(distributions(site_packages(env)).items())}
 
 
 def remove_tree(path: Path) -> None:

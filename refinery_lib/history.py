@@ -44,6 +44,36 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 """
 
+#: per package, over the outcome events of real builds (`cached` events repeat an earlier
+#: build's duration, `attempt` events duplicate their outcome): builds and failures with a
+#: duration, their average and longest duration, the peak memory. One indexed range per
+#: status (events_status_package_*), summed: with `status IN (...)` SQLite walked the
+#: (package, ts) index over every event instead (seconds at a million events).
+BUILD_STATS_SQL = """
+SELECT package, SUM(n) AS builds, SUM(failed) AS failures,
+       SUM(total) / SUM(n) AS avg_duration, MAX(longest) AS max_duration,
+       MAX(rss) AS peak_rss_mb
+FROM (
+    SELECT package, COUNT(json_extract(metadata, '$.duration')) AS n, 0 AS failed,
+           SUM(json_extract(metadata, '$.duration')) AS total,
+           MAX(json_extract(metadata, '$.duration')) AS longest,
+           MAX(json_extract(metadata, '$.max_rss_mb')) AS rss
+    FROM events WHERE status = 'built' GROUP BY package
+    UNION ALL
+    SELECT package, COUNT(json_extract(metadata, '$.duration')),
+           COUNT(json_extract(metadata, '$.duration')),
+           SUM(json_extract(metadata, '$.duration')),
+           MAX(json_extract(metadata, '$.duration')),
+           MAX(json_extract(metadata, '$.max_rss_mb'))
+    FROM events WHERE status = 'failed' GROUP BY package
+)
+GROUP BY package
+"""
+_TOP_SLOWEST_SQL = (
+    f"SELECT package, avg_duration, builds, failures FROM ({BUILD_STATS_SQL})"  # noqa: S608
+    " WHERE builds > 0 ORDER BY avg_duration DESC LIMIT ?"
+)
+
 EVENT_FIELDS = ("package", "version", "python_tag", "platform_tag", "status", "detail", "metadata")
 
 
@@ -167,22 +197,8 @@ class History:
 
     def top_slowest(self, limit: int = 10) -> list[dict[str, Any]]:
         """Packages by average build duration (built/failed events), with failure counts."""
-        # one indexed range per status: with `status IN (...)` SQLite walks events_package_ts
-        # over every event instead (seconds at a million events)
-        sql = (
-            "SELECT package, SUM(total) / SUM(n) AS avg_duration, SUM(n) AS builds,"
-            " SUM(failed) AS failures FROM ("
-            " SELECT package, SUM(json_extract(metadata,'$.duration')) AS total,"
-            " COUNT(*) AS n, 0 AS failed FROM events WHERE status='built'"
-            " AND json_extract(metadata,'$.duration') IS NOT NULL GROUP BY package"
-            " UNION ALL"
-            " SELECT package, SUM(json_extract(metadata,'$.duration')), COUNT(*), COUNT(*)"
-            " FROM events WHERE status='failed'"
-            " AND json_extract(metadata,'$.duration') IS NOT NULL GROUP BY package"
-            ") GROUP BY package ORDER BY avg_duration DESC LIMIT ?"
-        )
         with self.connect() as con:
-            rows = con.execute(sql, (limit,)).fetchall()
+            rows = con.execute(_TOP_SLOWEST_SQL, (limit,)).fetchall()
         return [dict(r) for r in rows]
 
     def status_counts(self, run_id: str | None = None) -> dict[str, int]:

@@ -19,31 +19,15 @@ from typing import Literal, get_args
 
 from packaging.utils import canonicalize_name
 
+from .history import BUILD_STATS_SQL
+
 Mode = Literal["shortest-first", "fifo", "longest-first"]
 MODES: tuple[str, ...] = get_args(Mode)
 
-# Outcome events of real builds; `cached` events repeat an earlier build's duration and
-# `attempt` events duplicate their outcome, so neither counts.
-# one indexed range per status (events_status_package_ts), summed: with `status IN (...)`
-# SQLite walks events_package_ts over every event instead (2.5 s at a million events)
-_STATS_SQL = """
-SELECT package, SUM(n) AS builds, SUM(total) / SUM(n) AS avg_duration,
-       MAX(longest) AS max_duration, MAX(rss) AS peak_rss_mb
-FROM (
-    SELECT package, COUNT(json_extract(metadata, '$.duration')) AS n,
-           SUM(json_extract(metadata, '$.duration')) AS total,
-           MAX(json_extract(metadata, '$.duration')) AS longest,
-           MAX(json_extract(metadata, '$.max_rss_mb')) AS rss
-    FROM events WHERE status = 'built' GROUP BY package
-    UNION ALL
-    SELECT package, COUNT(json_extract(metadata, '$.duration')),
-           SUM(json_extract(metadata, '$.duration')),
-           MAX(json_extract(metadata, '$.duration')),
-           MAX(json_extract(metadata, '$.max_rss_mb'))
-    FROM events WHERE status = 'failed' GROUP BY package
+_STATS_SQL = (
+    "SELECT package, builds, avg_duration, max_duration, peak_rss_mb"  # noqa: S608
+    f" FROM ({BUILD_STATS_SQL})"
 )
-GROUP BY package
-"""
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,20 @@ def _node(settings: Settings, key: str) -> PlanNode:
     raise RefineryError(f"{key} is not in the plan")
 
 
+def _record_failure(
+    path: Path,
+    node: PlanNode,
+    detail: str,
+    events: list | None = None,
+    metadata: dict | None = None,
+) -> None:
+    """The record aggregation turns into the package's failed manifest entry and events."""
+    events = events or [new_event(node.name, node.version, Status.FAILED, detail)]
+    fail = Outcome(node.name, node.version, Status.FAILED, detail=detail,
+                   metadata=metadata or {}, events=events)
+    write_json(path, fail.to_json())
+
+
 def run_fetch_sdist(settings: Settings, key: str, record: Path) -> None:
     node = _node(settings, key)
     failure = settings.paths.failures / f"{key}.json"
@@ -118,14 +132,7 @@ def run_fetch_sdist(settings: Settings, key: str, record: Path) -> None:
         path = sdist_for(node, settings)
     except BuildError as exc:
         # the manifest names why the package was not built; the job fails so a rerun retries
-        fail = Outcome(
-            node.name,
-            node.version,
-            Status.FAILED,
-            detail=str(exc),
-            events=[new_event(node.name, node.version, Status.FAILED, str(exc))],
-        )
-        write_json(failure, fail.to_json())
+        _record_failure(failure, node, str(exc))
         raise
     write_json(
         record,
@@ -199,19 +206,9 @@ def run_build(
     try:
         outcome = build_package(node, sdist, settings, warm)
     except BuildError as exc:
-        events = getattr(exc, "events", None) or [
-            new_event(node.name, node.version, Status.FAILED, str(exc))
-        ]
         meta = getattr(exc, "metadata", {}) or {}
-        fail = Outcome(
-            node.name,
-            node.version,
-            Status.FAILED,
-            detail=str(exc),
-            metadata={**meta, "log_path": str(exc.log_path or "")},
-            events=events,
-        )
-        write_json(failure, fail.to_json())
+        _record_failure(failure, node, str(exc), getattr(exc, "events", None),
+                        {**meta, "log_path": str(exc.log_path or "")})
         missing = meta.get("missing_python_deps") or []
         if missing and requeue.add(settings.paths.requeue, node.name, missing):
             log.warning(
@@ -223,10 +220,9 @@ def run_build(
         raise
     except Exception as exc:
         # a crash of the refinery itself still leaves a record naming it
-        detail = f"internal error while building {node.name} {node.version}: {exc!r}"
-        fail = Outcome(node.name, node.version, Status.FAILED, detail=detail,
-                       events=[new_event(node.name, node.version, Status.FAILED, detail)])
-        write_json(failure, fail.to_json())
+        _record_failure(
+            failure, node, f"internal error while building {node.name} {node.version}: {exc!r}"
+        )
         raise
     write_json(outcome_path, outcome.to_json())
     log.info("%s: %s", outcome.status, outcome.detail)

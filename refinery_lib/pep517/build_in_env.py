@@ -46,7 +46,7 @@ def site_packages(env: Path) -> list[str]:
     return list(found.values())
 
 
-def _distributions(paths: list[str]) -> dict[str, importlib.metadata.Distribution]:
+def distributions(paths: list[str]) -> dict[str, importlib.metadata.Distribution]:
     from packaging.utils import canonicalize_name
 
     dists: dict[str, importlib.metadata.Distribution] = {}
@@ -63,7 +63,7 @@ def unmet(requirements: Iterable[str], paths: list[str]) -> list[str]:
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    dists = _distributions(paths)
+    dists = distributions(paths)
 
     def check(text: str, extras: frozenset[str], seen: set[str]) -> Iterator[str]:
         req = Requirement(text)
@@ -94,7 +94,7 @@ def installed_versions(requirements: Iterable[str], paths: list[str]) -> dict[st
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    dists = _distributions(paths)
+    dists = distributions(paths)
     wanted = {canonicalize_name(Requirement(r).name) for r in requirements}
     return {name: dists[name].version for name in sorted(wanted) if name in dists}
 

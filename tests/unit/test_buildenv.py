@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import sys
 import tarfile
 import zipfile
@@ -36,7 +37,8 @@ from refinery_lib.errors import CommandError
 from refinery_lib.pep517 import build_in_env
 from refinery_lib.settings import Settings
 from refinery_lib.targets import host_arch
-from tests.fixtures.projects import make_wheel
+from tests.conftest import build_tools_wheels
+from tests.fixtures.projects import make_wheel, write_simple_index
 
 PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
@@ -143,20 +145,29 @@ def settings_for(tmp_path, shared=False, **config) -> Settings:
     return Settings.from_config({**base, **config}, base=tmp_path)
 
 
-class FakeDownloader:
-    """Stands in for pip: `available` names the requirements it can download."""
+@pytest.fixture(scope="module")
+def tool_index(tmp_path_factory) -> str:
+    """A file:// PEP 503 index with real setuptools wheels (70.3.0 and a newer one) and a
+    `wheel`: what the warm-up's real `pip download` finds; nothing else is on it."""
+    root = tmp_path_factory.mktemp("tool-index")
+    files = root / "files"
+    files.mkdir()
+    for wheel in build_tools_wheels():
+        shutil.copy(wheel, files)
+    make_wheel(files, "wheel", "0.43.0")
+    write_simple_index(files, root / "simple")
+    return (root / "simple").as_uri()
 
-    def __init__(self, available):
-        self.available = set(available)
-        self.calls = []
-        self.scratch = None
-        self.argv = [sys.executable, "-m", "pip", "download"]
-        self.env = {"PIP_INDEX_URL": "http://127.0.0.1:9/simple"}
 
-    def fetch(self, requirements, pins):
-        self.calls.append((tuple(requirements), tuple(pins)))
-        lacking = [r for r in requirements if r not in self.available]
-        return (not lacking, "no wheel to download for " + ", ".join(lacking) if lacking else "")
+@pytest.fixture
+def index_settings(tmp_path, tool_index, isolated_pip_env):
+    """settings_for, with the tool index as the only index."""
+    return lambda **kw: settings_for(tmp_path, index={"url": tool_index}, **kw)
+
+
+def pip_calls(record) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """The warm-up's real pip downloads: (requirements, pins) of each."""
+    return [(tuple(c["requirements"]), tuple(c.get("pins", ()))) for c in record["pip_calls"]]
 
 
 def planned(tmp_path, name, members, pins=()):
@@ -164,10 +175,8 @@ def planned(tmp_path, name, members, pins=()):
     return Planned(f"{name}-1.0", name, sdist, f"sha-{name}", pins)
 
 
-def test_union_downloaded_once_and_every_sdist_covered(tmp_path, monkeypatch):
-    settings = settings_for(tmp_path)
-    fake = FakeDownloader(["setuptools>=61", "wheel", "setuptools>=40.8.0"])
-    monkeypatch.setattr(buildenv, "_downloader", lambda *a: fake)
+def test_union_downloaded_once_and_every_sdist_covered(tmp_path, index_settings):
+    settings = index_settings()
     pyproject = {"pyproject.toml": b"[build-system]\nrequires = ['setuptools>=61']\n"}
     items = [
         planned(tmp_path, "a", pyproject),
@@ -175,15 +184,15 @@ def test_union_downloaded_once_and_every_sdist_covered(tmp_path, monkeypatch):
         planned(tmp_path, "c", {"setup.py": b""}),
     ]
     record = warm_build_env(settings, items, tmp_path / "warm.log")
-    assert fake.calls == [(("setuptools>=40.8.0", "setuptools>=61", "wheel"), ())]
+    assert pip_calls(record) == [(("setuptools>=40.8.0", "setuptools>=61", "wheel"), ())]
+    newest = max(p.name for p in build_tools_wheels())
+    assert record["wheels"] == sorted([newest, "wheel-0.43.0-py3-none-any.whl"])
     assert record["covered"] == record["total"] == 3 and record["problems"] == []
     assert record["sdists"]["c-1.0"]["requires"] == list(DEFAULT_REQUIRES)
 
 
-def test_an_unavailable_requirement_uncovers_only_its_sdists(tmp_path, monkeypatch):
-    settings = settings_for(tmp_path)
-    fake = FakeDownloader(["setuptools>=61"])
-    monkeypatch.setattr(buildenv, "_downloader", lambda *a: fake)
+def test_an_unavailable_requirement_uncovers_only_its_sdists(tmp_path, index_settings):
+    settings = index_settings()
     items = [
         planned(tmp_path, "a", {"pyproject.toml": b"[build-system]\nrequires=['setuptools>=61']"}),
         planned(
@@ -202,17 +211,15 @@ def test_an_unavailable_requirement_uncovers_only_its_sdists(tmp_path, monkeypat
     assert record["covered"] == 1 and record["total"] == 3
 
 
-def test_pins_group_the_downloads(tmp_path, monkeypatch):
-    settings = settings_for(tmp_path)
-    fake = FakeDownloader(["setuptools>=61"])
-    monkeypatch.setattr(buildenv, "_downloader", lambda *a: fake)
+def test_pins_group_the_downloads(tmp_path, index_settings):
+    settings = index_settings()
     pyproject = {"pyproject.toml": b"[build-system]\nrequires = ['setuptools>=61']\n"}
     items = [
         planned(tmp_path, "a", pyproject),
         planned(tmp_path, "b", pyproject, pins=("setuptools==70.3.0",)),
     ]
     record = warm_build_env(settings, items, tmp_path / "warm.log")
-    assert sorted(fake.calls) == [
+    assert sorted(pip_calls(record)) == [
         (("setuptools>=61",), ()),
         (("setuptools>=61",), ("setuptools==70.3.0",)),
     ]
@@ -411,11 +418,11 @@ def fake_make(calls, failing=()):
     return make
 
 
-def test_one_env_per_key_and_one_that_failed_is_named_for_its_sdists(tmp_path, monkeypatch):
-    settings = settings_for(tmp_path, shared=True)
-    fake = FakeDownloader(["setuptools>=61", "setuptools>=40.8.0", "wheel"])
-    monkeypatch.setattr(buildenv, "_downloader", lambda *a: fake)
-    calls = []
+def test_one_env_per_key_and_one_that_failed_is_named_for_its_sdists(
+    tmp_path, index_settings, monkeypatch
+):
+    settings = index_settings(shared=True)
+    calls = []  # making environments is tested for real above; here which ones, and a failure
     monkeypatch.setattr(buildenv, "make_shared_env",
                         fake_make(calls, failing={("setuptools==70.3.0",)}))
     pyproject = {"pyproject.toml": b"[build-system]\nrequires = ['setuptools>=61']\n"}
@@ -427,7 +434,7 @@ def test_one_env_per_key_and_one_that_failed_is_named_for_its_sdists(tmp_path, m
         planned(tmp_path, "d", pyproject, pins=("setuptools==70.3.0",)),
         planned(tmp_path, "d2", pyproject, pins=("setuptools==70.3.0",)),
         # needed by one build only: that build makes it, nothing is made here
-        planned(tmp_path, "solo", pyproject, pins=("setuptools==69.5.1",)),
+        planned(tmp_path, "solo", pyproject, pins=("setuptools>=70,<71",)),
     ]
     record = warm_build_env(settings, items, tmp_path / "warm.log")
     assert sorted(calls) == [
@@ -450,15 +457,15 @@ def test_one_env_per_key_and_one_that_failed_is_named_for_its_sdists(tmp_path, m
     assert sorted(len(v["sdists"]) for v in record["venvs"]) == [2, 2]
 
 
-def test_no_shared_env_for_a_container_builder_or_when_switched_off(tmp_path, monkeypatch):
+def test_no_shared_env_for_a_container_builder_or_when_switched_off(
+    tmp_path, index_settings, monkeypatch
+):
     monkeypatch.setattr(buildenv, "make_shared_env", pytest.fail)
     for settings in (
-        settings_for(tmp_path),
-        settings_for(tmp_path, shared=True, builder={"kind": "container", "preset": "debian"},
-                     target={"python": "3.11", "platform_tag": "manylinux2014_s390x"}),
+        index_settings(),
+        index_settings(shared=True, builder={"kind": "container", "preset": "debian"},
+                       target={"python": "3.11", "platform_tag": "manylinux2014_s390x"}),
     ):
-        fake = FakeDownloader(["setuptools>=40.8.0", "wheel"])
-        monkeypatch.setattr(buildenv, "_downloader", lambda *a, f=fake: f)
         record = warm_build_env(settings, [planned(tmp_path, "a", {})], tmp_path / "w.log")
         assert record["covered"] == 1 and "venvs" not in record
         assert record["sdists"]["a-1.0"]["venv"] == ""
