@@ -63,7 +63,8 @@ def variant_stats(history_db: Path, package: str) -> dict[str, tuple[int, int]]:
         except json.JSONDecodeError:
             continue
         variant = meta.get("variant")
-        if not variant or meta.get("dependency_missing") or meta.get("system_missing"):
+        if not variant or meta.get("dependency_missing") or meta.get("system_missing") \
+                or meta.get("cross_specific"):
             continue
         entry = stats.setdefault(variant, [0, 0])
         entry[0] += 1 if meta.get("ok") else 0

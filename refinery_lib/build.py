@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,51 +31,30 @@ from .buildenv import (
     shared_env,
     shared_unmet,
 )
+from .cross.attempt import run_cross_build
 from .errors import BuildError, CommandError, IndexAccessError
 from .files import inside, place_wheel, read_json, write_json
 from .hints import Hint, match_log, python_deps_from_hints, recipe_from_hints
 from .history import new_event
 from .index import candidate_versions
+from .interpreter import check_local_target, interpreter_for
 from .models import DistFile, Outcome, PlanNode, Status
 from .pep517 import build_in_env
 from .recipes import Recipe, apply_on_host, host_package_family
+from .repair import repair_wheel
 from .reproducible import (
     extract_sdist,
     installed_build_deps,
     normalize_wheel,
     source_date_epoch,
 )
-from .settings import Settings
+from .settings import BuilderKind, Settings
 from .smoke import smoke_import
-from .targets import host_arch
 from .wheels import sha256_file
 
 log = logging.getLogger(__name__)
 
 _ERROR_LINE = re.compile(r"(error|Error|ERROR|fatal|No matching distribution|killed after)")
-
-
-def interpreter_for(python: str) -> str:
-    """The builder's interpreter for the target Python version."""
-    if f"{sys.version_info[0]}.{sys.version_info[1]}" == python:
-        return sys.executable
-    found = shutil.which(f"python{python}")
-    if not found:
-        raise BuildError(
-            f"the local builder needs python{python} on PATH (running {sys.version.split()[0]}); "
-            "install it or use a container builder"
-        )
-    return found
-
-
-def check_local_target(settings: Settings) -> None:
-    arch = settings.target.arch
-    if arch != host_arch():
-        raise BuildError(
-            f"the local builder compiles for this host ({host_arch()}) only, but the target "
-            f"{settings.target.platform_tag} is {arch}: use a container builder "
-            "(--container-engine podman --container-preset debian) or --platform-tag native"
-        )
 
 
 def build_key(name: str, settings: Settings, sdist_sha: str) -> str:
@@ -127,6 +105,7 @@ class AttemptResult:
     build_env: str = "online"
     # requirements a try of this attempt lacked in its build environment (set aside, retried)
     missing: list[str] = field(default_factory=list)
+    builder: str = ""
 
 
 @dataclass
@@ -142,6 +121,12 @@ class _Run:
     smoke: dict[str, Any] = field(default_factory=dict)
     # the warm-up's record (buildenv.py): covered builds install their build env offline
     warm: dict[str, Any] | None = None
+    #: the builder of the next attempt: the settings' one, until a cross-specific failure
+    #: steps down to the container builder (the fallback ladder)
+    builder: BuilderKind = BuilderKind.LOCAL
+    #: what a cross attempt records: zig version and target, glibc floor, target image
+    cross_meta: dict[str, Any] = field(default_factory=dict)
+    repair_meta: dict[str, Any] = field(default_factory=dict)
 
     def event(self, version: str, status: Status, detail: str, **meta: Any) -> None:
         self.events.append(new_event(self.node.name, version, status, detail, **meta))
@@ -157,9 +142,9 @@ def build_package(
     cached = _cached_outcome(node, sdist, settings)
     if cached is not None:
         return cached
-    if settings.container is None:
+    if settings.builder is BuilderKind.LOCAL:
         check_local_target(settings)
-    run = _Run(node, settings, warm=warm)
+    run = _Run(node, settings, warm=warm, builder=settings.builder)
     result = _attempt_all(run, node.version, sdist)
     version, used_sdist = node.version, sdist
     if not result.ok and settings.plan.fallback_latest:
@@ -184,12 +169,16 @@ def _attempt_all(run: _Run, version: str, sdist: Path, first_number: int = 1) ->
     recipe = Recipe.from_override(override)
     policy = settings.attempts
     result: AttemptResult | None = None
+    step = 1  # the variant ladder's position: a step down to another builder keeps it
     for i in range(1, policy.max_attempts + 1):
         number = first_number + i - 1
-        variant = variant_for_attempt(order, i)
+        variant = variant_for_attempt(order, step)
+        builder = run.builder
         result = _attempt(run, version, sdist, number, variant, recipe if i == 1 else Recipe())
         if result.ok:
             return result
+        if run.builder is builder:
+            step += 1
         wait = policy.backoff(i) if i < policy.max_attempts else 0.0
         run.events[-1]["metadata"]["backoff"] = wait
         if wait:
@@ -274,14 +263,18 @@ def _attempt(
     result = AttemptResult(number, variant_name, log_path, ok=False, duration=0.0)
     result.build_env = build_env
     error = ""
+    result.builder = str(run.builder)
+    run.cross_meta, run.repair_meta = {}, {}
+    with open(log_path, "a", encoding="utf-8") as fh:
+        fh.write(f"# builder: {run.builder}\n")
     try:
         epoch = source_date_epoch(sdist)
-        if settings.container is not None:
+        if run.builder is BuilderKind.CONTAINER:
             wheel = _container_build(run, sdist, work, variant, recipe, log_path, epoch, result,
                                      offline)
         else:
-            wheel = _local_build(run, sdist, work, variant, recipe, log_path, epoch, result,
-                                 offline, shared)
+            wheel = _host_build(run, sdist, work, variant, recipe, log_path, epoch, result,
+                                offline, shared)
         if wheel is not None:
             normalize_wheel(wheel, epoch)
             result.wheel = wheel
@@ -305,6 +298,7 @@ def _attempt(
     result.duration += sum(t.duration for t in tried)
     if not result.ok:
         result.hints = [h.to_json() for h in match_log(log_path)]
+        _step_down(run, result)
         why = "timeout" if result.timed_out else f"exit {result.exit_code}"
         result.detail = f"attempt {number} ({variant_name}) failed ({why}): " + (
             error or _last_error(log_path) or "see the log"
@@ -332,12 +326,16 @@ def _attempt(
         duration=round(result.duration, 3),
         log_path=str(log_path),
         build_env=build_env,
+        builder=result.builder,
         **earlier,
         hints=result.hints,
         # a missing Python dependency or system package says nothing about the variant
         # (see attempts.py)
         dependency_missing=any(h.get("category") == "python-dep" for h in result.hints),
         system_missing=any(h.get("apt") or h.get("dnf") for h in result.hints),
+        # a cross-specific failure says nothing about the variant either: the same variant
+        # runs again in the container builder
+        cross_specific=result.builder == BuilderKind.CROSS and run.builder != result.builder,
     )
     return result
 
@@ -363,7 +361,7 @@ def _set_try_aside(
     tried.log_path, tried.missing = kept, missing
 
 
-def _local_build(
+def _host_build(
     run: _Run,
     sdist: Path,
     work: Path,
@@ -375,49 +373,131 @@ def _local_build(
     offline: dict[str, str] | None = None,
     shared: SharedEnv | None = None,
 ) -> Path | None:
-    """One attempt with this host's interpreter, from a fixed source folder; None if it failed.
+    """One attempt that compiles on this host, from a fixed source folder: for this host
+    (local) or for the target (cross); None if the build itself failed.
 
-    `python -m build` makes the build environment, or with `shared` the warm-up's ready one is
-    used as it is (build_in_env.py: `build`'s API, the same hooks in the same order)."""
+    Then the steps every builder takes: repair and the tag `auditwheel show` confirms
+    (repair.py), the smoke import on the target's arch (here for local, in the target image
+    under qemu for cross), and the caller normalises."""
     settings = run.settings
+    cross = run.builder is BuilderKind.CROSS
     src = extract_sdist(sdist, work / "src")
     env = _build_env(run.node.name, settings, variant, work, recipe, src, epoch)
     env.update(offline or {})
     if not recipe.empty:
-        run.recipes.append(apply_on_host(recipe, settings.recipes, log_path, work, env))
+        if cross:
+            # host packages are for this host's arch: a cross build cannot use them
+            record = {**recipe.to_json(), "applied": False, "where": "host",
+                      "skipped": "a cross build takes target libraries from the target image"}
+            run.recipes.append(record)
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(f"recipe not run ({record['skipped']}): {recipe.to_json()}\n")
+        else:
+            run.recipes.append(apply_on_host(recipe, settings.recipes, log_path, work, env))
     dist_dir = work / "dist"
     python = interpreter_for(settings.target.python)
-    if shared is not None:
-        argv = [python, build_in_env.__file__, "--python", str(shared.python)]
+    ldpaths: tuple[Path, ...] = ()
+    if cross:
+        tools = _cross_tools(settings)
+        run.cross_meta = tools.provenance()
+        with open(log_path, "a", encoding="utf-8") as fh:
+            fh.write(f"# cross build: zig {tools.toolchain.version} -target "
+                     f"{tools.toolchain.target}, target Python {tools.python.version} from "
+                     f"{tools.python.image}\n")
+        res, _ = run_cross_build(
+            tools, sdist, src, work, env, log_path, python=python,
+            env_python=shared.python if shared is not None else None,
+            isolation=variant.isolation, timeout=settings.attempts.timeout,
+            pid_file=_pid_file(work),
+        )
+        ldpaths = tuple(tools.python.lib_dirs)
     else:
-        argv = [python, "-m", "build", "--wheel"]
-    argv += ["--outdir", str(dist_dir)]
-    if not variant.isolation:
-        argv.append("--no-isolation")
-    argv.append(str(src))
-    res = proc.run(
-        argv,
-        log_path=log_path,
-        env=env,
-        cwd=work,
-        timeout=settings.attempts.timeout,
-        check=False,
-        pid_file=_pid_file(work),
-    )
+        if shared is not None:
+            argv = [python, build_in_env.__file__, "--python", str(shared.python)]
+        else:
+            argv = [python, "-m", "build", "--wheel"]
+        argv += ["--outdir", str(dist_dir)]
+        if not variant.isolation:
+            argv.append("--no-isolation")
+        argv.append(str(src))
+        res = proc.run(
+            argv,
+            log_path=log_path,
+            env=env,
+            cwd=work,
+            timeout=settings.attempts.timeout,
+            check=False,
+            pid_file=_pid_file(work),
+        )
     result.exit_code, result.timed_out = res.returncode, res.timed_out
     if res.returncode != 0 or res.timed_out:
         return None
-    wheel = _repair(_single_wheel(dist_dir), settings, work, log_path, env)
-    paths = settings.paths
-    smoke = smoke_import(
-        settings, wheel, (paths.wheels, paths.downloads, paths.output, paths.input)
-    )
+    built = _single_wheel(dist_dir)
+    if cross:
+        from .containers import check_wheel_arch
+
+        check_wheel_arch(built, settings.target.arch, log_path)
+    repaired = repair_wheel(built, settings.target, work, log_path, ldpaths)
+    run.repair_meta = repaired.metadata() if cross else {}
+    wheel = repaired.wheel
+    if cross:
+        smoke = _cross_smoke(run, wheel, work, log_path)
+    else:
+        paths = settings.paths
+        smoke = smoke_import(
+            settings, wheel, (paths.wheels, paths.downloads, paths.output, paths.input)
+        )
     run.smoke = smoke
     with open(log_path, "a", encoding="utf-8") as fh:
         fh.write(f"smoke import of {', '.join(smoke['modules'])}: {smoke}\n")
     if smoke.get("ok") is False:
         raise BuildError(f"smoke import failed: {smoke.get('detail', '')}", log_path)
     return wheel
+
+
+def _cross_tools(settings: Settings):
+    from .containers import DEFAULT_IMAGE_CACHE, ensure_image
+    from .cross.attempt import cross_tools
+
+    c = settings.container
+    assert c is not None
+    image = ensure_image(c.engine, c.preset or None, settings.target.arch,
+                         Path(c.image_cache) if c.image_cache else DEFAULT_IMAGE_CACHE,
+                         image=c.image or None)
+    return cross_tools(settings.target, c.engine, image, settings.paths.cache / "cross")
+
+
+def _cross_smoke(run: _Run, wheel: Path, work: Path, log_path: Path) -> dict[str, Any]:
+    """Import the cross-built wheel in the target image under qemu, network off, before it
+    lands; a module that does not import fails the attempt with the import error."""
+    from .containers import smoke_in_container
+
+    settings = run.settings
+    c = settings.container
+    assert c is not None
+    paths = settings.paths
+    links = [p for p in (paths.wheels, paths.downloads) if p.is_dir()]
+    return smoke_in_container(
+        wheel, work / "smoke-run", engine=c.engine,
+        image=run.cross_meta.get("target_python_image", ""), arch=settings.target.arch,
+        python_tag=settings.target.python_tag, log_path=log_path, find_links=links,
+        timeout=settings.attempts.timeout,
+    )
+
+
+def _step_down(run: _Run, result: AttemptResult) -> None:
+    """The fallback ladder: a cross attempt that failed for a cross-specific reason (a hint of
+    category `cross`: a target program run at build time, a library missing from the
+    target's files) sends the next attempts to the container builder."""
+    if run.builder is not BuilderKind.CROSS or run.settings.container is None:
+        return
+    cross_hints = [h["id"] for h in result.hints if h.get("category") == "cross"]
+    if not cross_hints:
+        return
+    run.builder = BuilderKind.CONTAINER
+    with open(result.log_path, "a", encoding="utf-8") as fh:
+        fh.write(f"refinery: cross-specific failure ({', '.join(cross_hints)}): the next "
+                 "attempt runs in the container builder\n")
 
 
 def _container_build(
@@ -594,7 +674,10 @@ def _metadata(run: _Run, result: AttemptResult, sdist: Path | None) -> dict[str,
         "logs": [str(a.log_path) for a in run.attempts],
         "hints": _unique_hints(a.hints for a in run.attempts),
         "recipes": run.recipes,
-        "builder": "container" if run.settings.container else "local",
+        # the builder of this attempt: the one that landed the wheel, or failed last
+        "builder": result.builder or str(run.settings.builder),
+        **run.cross_meta,
+        **run.repair_meta,
         **({"smoke": run.smoke} if run.smoke else {}),
         **run.container_meta,
         "needed_by": list(run.node.needed_by),
@@ -692,40 +775,6 @@ def _single_wheel(folder: Path) -> Path:
     if len(wheels) != 1:
         raise BuildError(f"expected one wheel in {folder}, found {len(wheels)}")
     return wheels[0]
-
-
-def _repair(wheel: Path, settings: Settings, work: Path, log_path: Path, env: dict) -> Path:
-    """auditwheel-repair a linux_* wheel to a manylinux/musllinux target; check the tags."""
-    target = settings.target
-    tags = [str(t) for t in parse_wheel_filename(wheel.name)[3]]
-    if target.accepts(tags):
-        return wheel
-    if target.is_linux_policy and any(t.endswith(f"linux_{target.arch}") for t in tags):
-        out = work / "repaired"
-        out.mkdir(exist_ok=True)
-        proc.run(
-            [
-                sys.executable,
-                "-m",
-                "auditwheel",
-                "repair",
-                "--plat",
-                target.platform_tag,
-                "-w",
-                str(out),
-                str(wheel),
-            ],
-            log_path=log_path,
-            env=env,
-        )
-        wheel = _single_wheel(out)
-        tags = [str(t) for t in parse_wheel_filename(wheel.name)[3]]
-        if target.accepts(tags):
-            return wheel
-    raise BuildError(
-        f"built wheel {wheel.name} is not accepted by the target "
-        f"{target.python_tag}/{target.platform_tag}"
-    )
 
 
 def _last_error(log_path: Path, limit: int = 300) -> str:

@@ -42,8 +42,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from . import proc
 from .attempts import order_variants, variant_stats
 from .errors import BuildError, CommandError, InvalidWheelError
+from .interpreter import check_local_target, interpreter_for
 from .pep517.build_in_env import LACKS, distributions, site_packages
-from .settings import Settings
+from .settings import BuilderKind, Settings
 from .wheels import sdist_members
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ _NOT_FOUND = re.compile(
     r"Could not find a version that satisfies the requirement) (?P<req>\S+)"
 )
 # build's (and the container script's) report that installing the build environment failed
+LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
 _INSTALL_FAILED = re.compile(r"'pip',.*'install'.*returned non-zero exit status")
 
 
@@ -68,6 +70,9 @@ class BuildRequires:
     requires: tuple[str, ...] = ()
     source: str = ""
     problem: str = ""
+    #: `[build-system].build-backend` (PEP 517's default when absent): says how a cross build
+    #: passes its cross settings (meson cross file, CMake toolchain, sysconfig)
+    backend: str = LEGACY_BACKEND
 
 
 def read_build_requires(sdist: Path) -> BuildRequires:
@@ -99,7 +104,9 @@ def read_build_requires(sdist: Path) -> BuildRequires:
             Requirement(req)
         except InvalidRequirement as exc:
             return BuildRequires(name, problem=f"{name}: invalid build requirement {req!r}: {exc}")
-    return BuildRequires(name, tuple(requires), "pyproject.toml")
+    backend = system.get("build-backend")
+    return BuildRequires(name, tuple(requires), "pyproject.toml",
+                         backend=backend if isinstance(backend, str) else LEGACY_BACKEND)
 
 
 def union(requirements: Iterable[str]) -> list[str]:
@@ -237,10 +244,9 @@ def _downloader(settings: Settings, log_path: Path, scratch: Path) -> _Downloade
     told the target's platform, Python and ABI for a container builder."""
     dest = settings.paths.buildenv
     base = ["-m", "pip", "download", "--only-binary", ":all:", "--progress-bar", "off"]
-    if settings.container is None:
-        from .build import check_local_target, interpreter_for
-
-        check_local_target(settings)
+    if settings.builder is not BuilderKind.CONTAINER:
+        if settings.builder is BuilderKind.LOCAL:
+            check_local_target(settings)
         env = dict(os.environ)
         env.pop("PIP_NO_BINARY", None)  # as in local builds: --no-binary is for target packages
         env.update(pip_vars(settings))
@@ -269,7 +275,7 @@ def warm_build_env(settings: Settings, planned: Sequence[Planned], log_path: Pat
     entries = {p.key: _Entry(p, read_build_requires(p.sdist)) for p in planned}
     record: dict[str, Any] = {
         "folder": str(settings.paths.buildenv),
-        "builder": "container" if settings.container is not None else "local",
+        "builder": str(settings.builder),
         "target": {"python": settings.target.python, "platform_tag": settings.target.platform_tag},
         "skipped": "",
     }
@@ -293,7 +299,8 @@ def warm_build_env(settings: Settings, planned: Sequence[Planned], log_path: Pat
                 _download_groups(downloader, todo)
                 record["pip_calls"] = downloader.calls
                 covered = [e for e in todo if e.covered]
-                if settings.container is None and settings.shared_build_env and covered:
+                if (settings.builder is not BuilderKind.CONTAINER and settings.shared_build_env
+                        and covered):
                     record["venvs"] = _share_envs(
                         settings, covered, downloader, log_path, Path(scratch)
                     )
@@ -602,7 +609,7 @@ def shared_env(
     """The ready environment the warm-up made for this build, or None: the builder is not
     local, the sdist was not covered or is another file, the variant is not isolated or pins
     other versions (`offline_vars`' conditions), or no environment was made for it."""
-    if settings.container is not None or not settings.shared_build_env:
+    if settings.builder is BuilderKind.CONTAINER or not settings.shared_build_env:
         return None
     if offline_vars(settings, record, key, sha256, variant, name) is None:
         return None

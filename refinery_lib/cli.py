@@ -93,7 +93,14 @@ def _run_parser() -> argparse.ArgumentParser:
         default=None,
         help="turn hints of a failed package into a recipe for one extra attempt",
     )
-    co = p.add_argument_group("containers")
+    co = p.add_argument_group("builders")
+    co.add_argument(
+        "--builder",
+        choices=["auto", "local", "container", "cross"],
+        help="who compiles (default auto: local for this host's arch, container when "
+        "--container-preset/--container-image is given, else cross: zig on this host for the "
+        "target, imported under qemu in the target image)",
+    )
     co.add_argument("--container-engine", choices=["podman", "docker"])
     co.add_argument("--container-preset", choices=["rocky", "fedora", "ubuntu", "debian"])
     co.add_argument("--container-image", help="a builder image of your own")
@@ -214,8 +221,8 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.container_network:
         builder["network"] = args.container_network == "on"
-    if builder:
-        builder["kind"] = "container"
+    if args.builder:
+        builder["kind"] = args.builder
     recipes: dict[str, Any] = {}
     if args.allow_system_recipes:
         recipes["allow_system"] = True

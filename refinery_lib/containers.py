@@ -610,6 +610,100 @@ def container_env(
     return out, mounts
 
 
+def _attempt_env(
+    env: Mapping[str, str] | None, find_links: Sequence[Path], work_dir: Path,
+    ca_bundle: Path | None,
+) -> tuple[dict[str, str], dict[str, str], list[Mount]]:
+    """(variables passed by name, fixed variables, mounts) of one container run: the build's
+    own variables, the work folder (the only writable mount), the script, the CA bundle."""
+    user_env, mounts = container_env(env, find_links)
+    fixed_env = {
+        "HOME": f"{C_WORK}/home",
+        "TMPDIR": f"{C_WORK}/tmp",
+        "PIP_NO_INPUT": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    mounts = [
+        Mount(work_dir, C_WORK, read_only=False),
+        Mount(BUILD_SCRIPT, C_SCRIPT),
+        *mounts,
+    ]
+    if ca_bundle is not None and Path(ca_bundle).is_file():
+        mounts.append(Mount(Path(ca_bundle).resolve(), C_CA))
+        for key in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+            fixed_env[key] = C_CA
+    return user_env, fixed_env, mounts
+
+
+def smoke_in_container(
+    wheel: Path,
+    work_dir: Path,
+    *,
+    engine: str,
+    image: str,
+    arch: str,
+    python_tag: str,
+    log_path: Path,
+    find_links: Sequence[Path] = (),
+    timeout: float | None = None,
+    python: str = "python3",
+) -> dict[str, Any]:
+    """Install `wheel` (built elsewhere) in a fresh container of `arch`, network off, and import
+    its top-level modules there (qemu-user on a foreign host); its runtime dependencies come
+    from `find_links` when they are there. Returns the smoke record; raises BuildError naming
+    the import error when a module does not import."""
+    check_emulation(arch)
+    wheel = Path(wheel).resolve()
+    work_dir = Path(work_dir).resolve()
+    for sub in ("smoke", "tmp", "home", "wheel"):
+        shutil.rmtree(work_dir / sub, ignore_errors=True)
+    for sub in ("tmp", "home", "wheel"):
+        (work_dir / sub).mkdir(parents=True)
+    shutil.copyfile(wheel, work_dir / "wheel" / wheel.name)
+    result_file = work_dir / "result.json"
+    result_file.unlink(missing_ok=True)
+    env = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": " ".join(str(p) for p in find_links)}
+    user_env, fixed_env, mounts = _attempt_env(env if find_links else {"PIP_NO_INDEX": "1"},
+                                               [], work_dir, None)
+    request = {
+        "smoke_only": True,
+        "wheel": f"{C_WORK}/wheel/{wheel.name}",
+        "work": C_WORK,
+        "result": f"{C_WORK}/result.json",
+        "python_tag": python_tag,
+    }
+    (work_dir / "request.json").write_text(json.dumps(request, indent=2))
+    name = f"refinery-smoke-{uuid.uuid4().hex[:12]}"
+    argv = engine_argv(
+        engine, image, [python, C_SCRIPT, f"{C_WORK}/request.json"], arch=arch, mounts=mounts,
+        env=fixed_env, pass_env=sorted(user_env), network=False, name=name, workdir=C_WORK,
+        timeout=timeout,
+    )
+    with open(log_path, "a", encoding="utf-8") as fh:
+        fh.write(f"# smoke import of {wheel.name} in {image} ({arch}), network none\n")
+    try:
+        res = proc.run(argv, log_path=log_path, env=engine_env(user_env), timeout=timeout,
+                       check=False)
+    except CommandError as exc:
+        raise BuildError(f"container engine {engine!r} cannot be run: {exc}", log_path) from exc
+    if res.timed_out:
+        proc.run([engine, "rm", "--force", name], check=False, timeout=120)
+        raise BuildError(f"smoke import of {wheel.name} timed out after {timeout:g} s", log_path)
+    if not result_file.is_file():
+        raise BuildError(f"smoke import of {wheel.name} exited {res.returncode} without a "
+                         f"result: {_last_line(log_path)}", log_path)
+    data = json.loads(result_file.read_text())
+    smoke = data.get("smoke") or {}
+    record = {"ok": bool(smoke.get("ok")), "modules": smoke.get("modules") or {},
+              "arch": smoke.get("arch"), "python": smoke.get("python"),
+              "dependencies_installed": smoke.get("dependencies_installed"),
+              "image": image, "network": "none"}
+    if not data.get("ok"):
+        raise BuildError(f"smoke import failed: {data.get('detail') or 'no result'}", log_path)
+    return record
+
+
 def build_in_container(
     sdist: Path,
     work_dir: Path,
@@ -661,25 +755,8 @@ def build_in_container(
     result_file = work_dir / "result.json"
     result_file.unlink(missing_ok=True)
 
-    user_env, mounts = container_env(env, find_links)
-    fixed_env = {
-        "HOME": f"{C_WORK}/home",
-        "TMPDIR": f"{C_WORK}/tmp",
-        "PIP_NO_INPUT": "1",
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    mounts = [
-        Mount(work_dir, C_WORK, read_only=False),
-        Mount(sdist, f"{C_SRC}/{sdist.name}"),
-        Mount(BUILD_SCRIPT, C_SCRIPT),
-        *mounts,
-    ]
-    if ca_bundle is not None and Path(ca_bundle).is_file():
-        mounts.append(Mount(Path(ca_bundle).resolve(), C_CA))
-        for key in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
-            fixed_env[key] = C_CA
-
+    user_env, fixed_env, mounts = _attempt_env(env, find_links, work_dir, ca_bundle)
+    mounts = [*mounts, Mount(sdist, f"{C_SRC}/{sdist.name}")]
     request = {
         "sdist": f"{C_SRC}/{sdist.name}",
         "work": C_WORK,

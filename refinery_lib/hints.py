@@ -35,6 +35,7 @@ CATEGORIES = frozenset(
         "ai-ml",
         "fortran",
         "s390x",
+        "cross",
         "python-dep",
         "other",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from .errors import ConfigError
 from .index import SimpleIndex
 from .plan import PlanSettings
 from .recipes import RecipePolicy
-from .targets import Target
+from .targets import Target, host_arch
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,29 @@ class Paths:
         return self.output / "simple"
 
 
+class BuilderKind(StrEnum):
+    """Who compiles: this host for itself, a container of the target arch, or this host for
+    the target (cross). `auto` is resolved when settings are read, never kept."""
+
+    AUTO = "auto"
+    LOCAL = "local"
+    CONTAINER = "container"
+    CROSS = "cross"
+
+
+def resolve_builder(kind: str, target: Target, has_image: bool) -> BuilderKind:
+    """auto: container when an image or preset is named, local for the host's arch, else
+    cross."""
+    chosen = BuilderKind(kind)
+    if chosen is not BuilderKind.AUTO:
+        return chosen
+    if has_image:
+        return BuilderKind.CONTAINER
+    if target.is_native or target.arch == host_arch():
+        return BuilderKind.LOCAL
+    return BuilderKind.CROSS
+
+
 @dataclass(frozen=True)
 class ContainerSettings:
     engine: str = "podman"
@@ -85,7 +109,9 @@ class Settings:
     index_url: str
     extra_index_urls: tuple[str, ...]
     trusted_hosts: tuple[str, ...]
-    builder_kind: str = "local"
+    builder: BuilderKind = BuilderKind.LOCAL
+    #: the target-arch image: the container builder's, or the cross builder's (its target
+    #: Python, its smoke import, and the container step-down of a cross-specific failure)
     container: ContainerSettings | None = None
     attempts: AttemptPolicy = field(default_factory=AttemptPolicy)
     variants: dict[str, Variant] = field(default_factory=dict)
@@ -128,15 +154,21 @@ class Settings:
             name: Variant.from_config(name, data or {})
             for name, data in (build.get("variants") or {"isolated": {}}).items()
         }
+        target = Target(
+            str(tgt.get("python", "3.11")), tgt.get("platform_tag", "manylinux2014_s390x")
+        )
+        has_image = bool(builder.get("preset") or builder.get("image"))
+        kind = resolve_builder(builder.get("kind", "auto"), target, has_image)
         container = None
-        if builder.get("kind", "local") == "container":
-            if not (builder.get("preset") or builder.get("image")):
+        if kind in (BuilderKind.CONTAINER, BuilderKind.CROSS):
+            if kind is BuilderKind.CONTAINER and not has_image:
                 raise ConfigError("the container builder needs a preset or an image")
-            if tgt.get("platform_tag") == "native":
-                raise ConfigError("the container builder needs a real --platform-tag, not native")
+            if target.is_native:
+                raise ConfigError(f"the {kind} builder needs a real --platform-tag, not native")
             container = ContainerSettings(
                 engine=builder.get("engine", "podman"),
-                preset=builder.get("preset", ""),
+                # the cross builder takes the target's Python from the debian image by default
+                preset=builder.get("preset", "") or ("" if has_image else "debian"),
                 image=builder.get("image", ""),
                 cpu=str(builder.get("cpu") or ""),
                 memory=str(builder.get("memory") or ""),
@@ -166,14 +198,12 @@ class Settings:
         )
         return cls(
             paths=paths,
-            target=Target(
-                str(tgt.get("python", "3.11")), tgt.get("platform_tag", "manylinux2014_s390x")
-            ),
+            target=target,
             plan=plan,
             index_url=idx.get("url", "https://pypi.org/simple"),
             extra_index_urls=tuple(idx.get("extra_urls", [])),
             trusted_hosts=tuple(idx.get("trusted_hosts", [])),
-            builder_kind=builder.get("kind", "local"),
+            builder=kind,
             container=container,
             attempts=AttemptPolicy(
                 max_attempts=int(build.get("max_attempts", 3)),

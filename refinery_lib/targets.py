@@ -117,6 +117,20 @@ class Target:
         return min(ranks) if ranks else None
 
     @property
+    def glibc(self) -> tuple[int, int] | None:
+        """The glibc floor a manylinux tag promises (manylinux2014 -> (2, 17)); None for
+        musllinux, linux_* and native."""
+        m = _PLATFORM_RE.match(self.platform_tag)
+        if m is None:
+            return None
+        g = m.groupdict()
+        if g["legacy"]:
+            return _MANYLINUX_LEGACY[g["legacy"]]
+        if g["major"]:
+            return int(g["major"]), int(g["minor"])
+        return None
+
+    @property
     def is_linux_policy(self) -> bool:
         """manylinux/musllinux targets need auditwheel repair of locally built wheels."""
         return self.platform_tag.startswith(("manylinux", "musllinux"))

@@ -119,7 +119,7 @@ def build_params(node: dict[str, Any], settings: Settings) -> dict[str, Any]:
         "sdist": src.get("filename", ""),
         "python": settings.target.python,
         "platform": settings.target.platform_tag,
-        "builder": settings.builder_kind,
+        "builder": str(settings.builder),
         "variants": {n: repr(settings.variants[n]) for n in settings.variant_order},
         "override": settings.overrides.get(node["name"], {}),
     }

@@ -99,15 +99,30 @@ def installed_versions(requirements: Iterable[str], paths: list[str]) -> dict[st
     return {name: dists[name].version for name in sorted(wanted) if name in dists}
 
 
-def hook_environ(env: Path) -> dict[str, str]:
-    """What build's isolated environment adds for the backend, and no bytecode writes."""
+def hook_environ(env: Path, pythonpath: str = "") -> dict[str, str]:
+    """What build's isolated environment adds for the backend, and no bytecode writes.
+    `pythonpath` is empty, as in build's environments, but for a cross build: the folder of the
+    target's sysconfig data."""
     scripts = str(env / "bin")
     path = os.environ.get("PATH")
     return {
         "PATH": os.pathsep.join([scripts, path]) if path is not None else scripts,
-        "PYTHONPATH": "",
+        "PYTHONPATH": pythonpath,
         "PYTHONDONTWRITEBYTECODE": "1",
     }
+
+
+def config_settings(pairs: list[str]) -> dict[str, str | list[str]]:
+    """`KEY=VALUE` pairs as build's `-C` makes them (a repeated key becomes a list)."""
+    out: dict[str, str | list[str]] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key in out:
+            old = out[key]
+            out[key] = [*old, value] if isinstance(old, list) else [old, value]
+        else:
+            out[key] = value
+    return out
 
 
 def _step(message: str) -> None:
@@ -118,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", required=True, help="the environment's interpreter")
     parser.add_argument("--outdir", required=True)
+    parser.add_argument("--pythonpath", default="", help="the hooks' PYTHONPATH (cross builds)")
+    parser.add_argument("--config-setting", "-C", action="append", default=[],
+                        help="KEY=VALUE for the backend, as build's -C")
     parser.add_argument("srcdir")
     args = parser.parse_args(argv)
 
@@ -127,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     python = Path(args.python)
     env = python.parent.parent
     paths = site_packages(env)
-    extra = hook_environ(env)
+    extra = hook_environ(env, args.pythonpath)
+    settings = config_settings(args.config_setting)
 
     def runner(cmd, cwd=None, extra_environ=None):
         pyproject_hooks.default_subprocess_runner(cmd, cwd, {**extra, **(extra_environ or {})})
@@ -136,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         builder = build.ProjectBuilder(args.srcdir, python_executable=str(python), runner=runner)
         _step("Getting build dependencies for wheel...")
-        requires = builder.build_system_requires | builder.get_requires_for_build("wheel", {})
+        requires = builder.build_system_requires | builder.get_requires_for_build("wheel", settings)
         lacking = unmet(requires, paths)
         if lacking:
             print(LACKS + ", ".join(lacking), flush=True)
@@ -148,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  - {name}=={version}")
         _step("Building wheel...")
         sys.stdout.flush()
-        wheel = builder.build("wheel", args.outdir, {})
+        wheel = builder.build("wheel", args.outdir, settings)
     except build.BuildBackendException as exc:
         print(f"\nERROR {exc}", flush=True)
         inner = exc.exception

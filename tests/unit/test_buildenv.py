@@ -317,10 +317,20 @@ def test_local_builder_downloads_with_its_own_interpreter(tmp_path):
 
 def test_a_target_the_local_builder_cannot_build_is_not_warmed(tmp_path):
     foreign = "manylinux2014_s390x" if host_arch() != "s390x" else "manylinux2014_x86_64"
-    settings = settings_for(tmp_path, target={"python": PY, "platform_tag": foreign})
+    settings = settings_for(tmp_path, target={"python": PY, "platform_tag": foreign},
+                            builder={"kind": "local"})
     record = warm_build_env(settings, [planned(tmp_path, "a", {})], tmp_path / "warm.log")
     assert record["covered"] == 0 and "local builder" in record["skipped"]
     assert "local builder" in record["problems"][0]["problem"]
+
+
+def test_the_cross_builder_warms_build_requirements_for_this_host(tmp_path):
+    """A cross build runs its build requirements here: they are this host's wheels."""
+    foreign = "manylinux2014_s390x" if host_arch() != "s390x" else "manylinux2014_x86_64"
+    settings = settings_for(tmp_path, target={"python": PY, "platform_tag": foreign})
+    assert settings.builder == "cross"
+    d = buildenv._downloader(settings, tmp_path / "log", tmp_path)
+    assert d.argv[0] == sys.executable and "--platform" not in d.argv
 
 
 # --- shared build environments (local builder) ---

@@ -82,6 +82,22 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "s390x-march": [("s390x-x86-compiler-flags", "unrecognized argument in option ‘-march=")],
     "s390x-ia32-builtin": [("s390x-x86-builtins", "implicit declaration of function ‘__builtin")],
     "s390x-x86-asm": [("s390x-x86-inline-asm", "Error: Unrecognized opcode: `pause'")],
+    # cross builds on x86_64 for s390x with zig (README: "Cross-build logs")
+    "cross-autoconf-run": [("cross-cannot-run-target", "cannot run test program while cross")],
+    "cross-autoconf-detect": [("cross-cannot-run-target", "cannot run C compiled programs.")],
+    "cross-meson-run": [("cross-cannot-run-target", "Can not run test applications in this")],
+    "cross-meson-exe-wrapper": [("cross-cannot-run-target", "ERROR: An exe_wrapper is needed")],
+    "cross-cmake-tryrun": [("cross-cannot-run-target", "try_run() invoked in cross-compiling")],
+    "cross-cmake-gen-qemu": [("cross-exec-target-binary", "Could not open '/lib/ld64.so.1'")],
+    "cross-cmake-gen-noexec": [("cross-exec-target-binary", "/build/gen: Exec format error")],
+    "cross-helper-noexec": [("cross-exec-target-binary", "error: [Errno 8] Exec format error")],
+    "cross-zig-library": [("cross-sysroot-library-missing", 'system library "jpeg" using')],
+    "cross-zig-header": [("libjpeg", "fatal error: 'jpeglib.h' file not found")],
+    "cross-meson-fortran": [("fortran-cross-compiler-missing", "'fortran' compiler binary not")],
+    "rust-cross-target": [("rust-target-missing", "can't find crate for `std`")],
+    "rust-cross-core": [("rust-target-missing", "can't find crate for `core`")],
+    "maturin-cross-target": [("rust-target-missing", "can't find crate for `std`")],
+    "maturin-cross-no-zig": [("maturin-zig-missing", "Caused by: Failed to find zig")],
     # successful builds: nothing to hint
     "psycopg2-ok": [],
     "header-probe-ok": [],
@@ -297,6 +313,55 @@ def test_rust_too_old_gives_the_needed_version():
     assert old.id == "rust-too-old" and old.captures["rust_version"] == "1.70"
     (edition,) = match_log("  feature `edition2024` is required\n")
     assert edition.captures["rust_version"] == "1.85"
+
+
+def test_cross_category_sends_only_cross_failures_to_the_container_builder():
+    assert "cross" in CATEGORIES and {"rust", "fortran"} <= CATEGORIES
+    cross = {e.id for e in load_catalog() if e.category == "cross"}
+    assert {
+        "cross-cannot-run-target",
+        "cross-exec-target-binary",
+        "cross-sysroot-library-missing",
+    } <= cross
+    log = (LOGS / "cross-cmake-gen-noexec.log").read_text()
+    (hint,) = match_log(log)
+    assert hint.category == "cross" and "Exec format error" in hint.line
+    assert "container builder" in hint.note
+    # toolchain gaps of the cross build fail with a named cause: not `cross`
+    for name, hint_id, category in [
+        ("rust-cross-target", "rust-target-missing", "rust"),
+        ("maturin-cross-no-zig", "maturin-zig-missing", "rust"),
+        ("cross-meson-fortran", "fortran-cross-compiler-missing", "fortran"),
+    ]:
+        (hint,) = match_log(LOGS / f"{name}.log")
+        assert (hint.id, hint.category) == (hint_id, category)
+    (rust,) = match_log(LOGS / "rust-cross-target.log")
+    assert "rustup target add s390x-unknown-linux-gnu" in rust.note
+    assert "maturin build --zig --target s390x-unknown-linux-gnu" in rust.note
+    (fortran,) = match_log(LOGS / "cross-meson-fortran.log")
+    assert "glibc 2.36" in fortran.note and "manylinux" in fortran.note
+
+
+def test_cross_library_hint_names_the_library():
+    (hint,) = match_log(LOGS / "cross-zig-library.log")
+    assert hint.captures["lib"] == "jpeg" and "libjpeg" in hint.note
+    assert not hint.dnf and not hint.apt  # the container attempt installs it, not this one
+
+
+def test_clang_quoted_missing_headers_match_like_gcc_ones():
+    # zig cc (clang) says: fatal error: 'zlib.h' file not found
+    checked = 0
+    for entry in load_catalog():
+        for line in entry.examples:
+            m = re.search(r"fatal error: ([^\s:]+): No such file or directory", line)
+            if not m:
+                continue
+            clang = f"{line[: m.start()]}fatal error: '{m[1]}' file not found"
+            assert [h.id for h in match_log(clang + "\n")] == [entry.id], clang
+            checked += 1
+    assert checked >= 50
+    (hint,) = match_log(LOGS / "cross-zig-header.log")
+    assert hint.id == "libjpeg" and hint.category == "headers"
 
 
 def test_cmake_too_old_step_names_the_version():

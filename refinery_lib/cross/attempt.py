@@ -1,0 +1,133 @@
+"""One cross attempt on this host: the build environment, the cross settings, the build.
+
+The build environment is a venv of this host's interpreter (the warm-up's shared one when it
+covers the sdist, else one made for the attempt, offline from the warm folder when it can):
+build requirements run here, as crossenv's "build-python" packages do. The backend's hooks run
+in it through build's API (pep517/build_in_env.py) with the target's sysconfig data on their
+PYTHONPATH, zig as the compilers and each backend's cross settings (backends.py).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from .. import proc
+from ..buildenv import read_build_requires, shared_unmet
+from ..errors import BuildError
+from ..pep517 import build_in_env
+from ..targets import Target
+from .backends import CrossBuild, cross_build
+from .sysroot import TargetPython, target_python
+from .toolchain import Toolchain, toolchain
+
+
+@dataclass(frozen=True)
+class CrossTools:
+    """The target's toolchain and Python, ready for attempts."""
+
+    toolchain: Toolchain
+    python: TargetPython
+
+    def provenance(self) -> dict[str, str]:
+        glibc = self.toolchain.target.rsplit(".", 2)
+        return {
+            "zig": self.toolchain.version,
+            "zig_target": self.toolchain.target,
+            "target_glibc": ".".join(glibc[1:]) if len(glibc) == 3 else "",
+            "target_python_image": self.python.image,
+            "target_python_image_id": self.python.image_id[:16],
+        }
+
+
+@lru_cache(maxsize=4)
+def _tools(target: Target, engine: str, image: str, root: Path) -> CrossTools:
+    tc = toolchain(target, root)
+    tp = target_python(engine, image, target.arch, target.python, root)
+    return CrossTools(tc, tp)
+
+
+def cross_tools(target: Target, engine: str, image: str, root: Path) -> CrossTools:
+    """The toolchain wrappers and the target Python (exported from `image` once)."""
+    return _tools(target, engine, image, root)
+
+
+def make_venv(python: str, venv: Path, requires: list[str], env: Mapping[str, str],
+              log_path: Path) -> Path:
+    """A venv of `python` with `requires` installed (as build's isolated environments are
+    made: no pip in it, the interpreter's pip with --python); returns its interpreter."""
+    shutil.rmtree(venv, ignore_errors=True)
+    proc.run([python, "-m", "venv", "--without-pip", "--symlinks", venv], log_path=log_path)
+    venv_python = venv / "bin" / "python"
+    install(python, venv_python, requires, env, log_path)
+    return venv_python
+
+
+def install(python: str, venv_python: Path, requires: list[str], env: Mapping[str, str],
+            log_path: Path) -> None:
+    if not requires:
+        return
+    proc.run(
+        [python, "-m", "pip", "--python", venv_python, "install", "--no-warn-script-location",
+         "--no-input", "--progress-bar", "off", *requires],
+        log_path=log_path, env=env, timeout=1800,
+    )
+
+
+def run_cross_build(
+    tools: CrossTools,
+    sdist: Path,
+    src: Path,
+    work: Path,
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    python: str,
+    env_python: Path | None,
+    isolation: bool,
+    timeout: float | None,
+    pid_file: Path,
+) -> tuple[proc.Result, CrossBuild]:
+    """Build `src` for the target into work/dist. `env_python` is a ready environment's
+    interpreter (the warm-up's shared one); else an isolated attempt makes its own venv with
+    the sdist's build requirements, and a no-isolation attempt uses `python`'s own packages.
+    Requirements the backend names at build time are installed into an attempt's own venv and
+    the build runs once more; a shared environment lacking them exits UNMET_EXIT (the caller
+    then tries without it)."""
+    reqs = read_build_requires(sdist)
+    cb = cross_build(tools.toolchain, tools.python, work / "cross", reqs.backend)
+    # pip installs build requirements for this host: none of the cross variables reach it
+    pip_env = dict(env)
+    env = {**env, **cb.env}
+    # the source path is not compiled in (another cache builds the same bytes)
+    prefix_map = f"-ffile-prefix-map={src}=/usr/src/{src.name}"
+    env["CPPFLAGS"] = f"{env['CPPFLAGS']} {prefix_map}"
+    own = env_python is None and isolation
+    if own:
+        if reqs.problem:
+            raise BuildError(reqs.problem, log_path)
+        env_python = make_venv(python, work / "venv", list(reqs.requires), pip_env, log_path)
+    elif env_python is None:
+        env_python = Path(sys.executable if python == sys.executable else python)
+    argv = [python, build_in_env.__file__, "--python", str(env_python),
+            "--pythonpath", cb.pythonpath]
+    for setting in cb.config_settings:
+        argv += ["--config-setting", setting]
+    argv += ["--outdir", str(work / "dist"), str(src)]
+    res = _build(argv, env, work, log_path, timeout, pid_file)
+    if own and res.returncode == build_in_env.UNMET_EXIT:
+        lacking = shared_unmet(log_path.read_text("utf-8", "replace"))
+        if lacking:
+            install(python, env_python, lacking, pip_env, log_path)
+            res = _build(argv, env, work, log_path, timeout, pid_file)
+    return res, cb
+
+
+def _build(argv: list[str], env: dict[str, str], work: Path, log_path: Path,
+           timeout: float | None, pid_file: Path) -> proc.Result:
+    return proc.run(argv, log_path=log_path, env=env, cwd=work, timeout=timeout, check=False,
+                    pid_file=pid_file)
