@@ -11,14 +11,15 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from . import proc
-from .errors import CommandError, RefineryError
-from .files import read_json, write_json, write_tree
+from .errors import CommandError, RefineryError, UnsafeNameError
+from .files import inside, place_wheel, read_json, write_json, write_tree
 from .history import History
 from .models import BAD_STATUSES, Action, Outcome, PlanNode, Status
 from .provenance import provenance
@@ -37,7 +38,21 @@ def load_outcomes(path: Path) -> list[Outcome]:
     return [Outcome.from_json(d) for d in items]
 
 
-def collect(settings: Settings) -> tuple[dict, list[Outcome], list[dict]]:
+@dataclass
+class Collected:
+    """What the workflow has produced so far, one outcome per plan node, split by what the
+    manifest holds: output packages (the input and its runtime dependencies) and invalid input
+    files in `entries`; nodes needed only to build others in `build_only` (history and log
+    only: not in the output folder, the manifest, OUTPUT/simple or the closure check)."""
+
+    plan: dict[str, Any]
+    entries: list[Outcome]
+    build_only: list[Outcome]
+    #: the plan's own events (missing, skipped, invalid)
+    events: list[dict[str, Any]]
+
+
+def collect(settings: Settings) -> Collected:
     """Every outcome the workflow has produced so far, one per plan node, plus plan events."""
     res = settings.paths.results
     plan = read_json(res / "plan" / "plan.json")
@@ -61,13 +76,18 @@ def collect(settings: Settings) -> tuple[dict, list[Outcome], list[dict]]:
         for o in load_outcomes(path):
             found.setdefault(_okey(o.name, o.version), o)
     outcomes: list[Outcome] = []
+    build_only: list[Outcome] = []
     for n in nodes:
         o = by_key.get(n.key) or found.get(_okey(n.name, n.version))
         if o is None:
             o = _from_plan(n, found, nodes)
         o.metadata.setdefault("needed_by", list(n.needed_by))
         o.metadata.setdefault("plan", n.detail)
-        outcomes.append(o)
+        if n.build_only:
+            o.metadata["build_only"] = True
+            build_only.append(o)
+        else:
+            outcomes.append(o)
     for inv in plan.get("invalid", []):
         outcomes.append(
             Outcome(
@@ -79,7 +99,7 @@ def collect(settings: Settings) -> tuple[dict, list[Outcome], list[dict]]:
                 metadata={"file": inv["file"]},
             )
         )
-    return plan, outcomes, plan.get("events", [])
+    return Collected(plan, outcomes, build_only, plan.get("events", []))
 
 
 def _add_benchmark(outcome: Outcome, tsv: Path) -> None:
@@ -121,6 +141,14 @@ def _from_plan(n: PlanNode, found: dict[str, Outcome], nodes: list[PlanNode]) ->
     ]
     if failed_deps:
         detail = f"not built: its dependency {', '.join(failed_deps)} failed"
+        # a build-only dependency has no manifest entry of its own to say why
+        why = [
+            f"{d.key}: {o.detail[:300]}"
+            for k in failed_deps
+            if (d := by_key[k]).build_only and (o := found[_okey(d.name, d.version)]).detail
+        ]
+        if why:
+            detail += f" (needed only to build it: {'; '.join(why)})"
     else:
         detail = (
             "not built: the job did not run to completion (interrupted, or an upstream step failed)"
@@ -291,8 +319,10 @@ def aggregate(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
     """Write manifest, index and history for whatever the workflow has produced so far."""
     started = time.time()
     run_id = run_id or os.environ.get("REFINERY_RUN_ID") or _new_run_id()
-    plan, entries, plan_events = collect(settings)
+    collected = collect(settings)
+    plan, entries = collected.plan, collected.entries
     target = settings.target
+    settle_output(settings, collected)
     write_simple_index(settings.paths.output, entries)
     closure = closure_check(settings, entries) if settings.closure_check else {"ok": None}
     counts = Counter(str(e.status) for e in entries)
@@ -331,8 +361,8 @@ def aggregate(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
     write_json(settings.paths.manifest, manifest)
     history = History(settings.paths.history_db)
     history.start_run(run_id, target.python_tag, target.platform_tag)
-    events = list(plan_events)
-    for e in entries:
+    events = list(collected.events)
+    for e in entries + collected.build_only:
         events.extend(e.events)
         if e.status in (Status.FAILED,) and not e.events:
             # derived failures (never ran) are recorded once per run; a build that was
@@ -352,6 +382,65 @@ def aggregate(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
     history.finish_run(run_id, dict(counts))
     manifest["history_events_recorded"] = new
     return manifest
+
+
+def settle_output(settings: Settings, collected: Collected) -> None:
+    """The output folder as the plan says: build-only wheels out of it (the build step places
+    every wheel it built, or found built, there; they stay in the cache for the builds that
+    need them), an output package's wheel back in it from the cache where an earlier plan
+    had it build-only (its outcome is not made again). One log line for each build-only
+    package that did not land: its dependents' entries name it."""
+    output = settings.paths.output
+    landed = {e.wheel for e in collected.entries if e.status in LANDED and e.wheel}
+    for e in collected.entries:
+        if e.status in (Status.BUILT, Status.CACHED, Status.FETCHED) and e.wheel:
+            _restore(e, output, (settings.paths.wheels, settings.paths.downloads))
+    kept = []
+    for o in collected.build_only:
+        if o.status not in LANDED:
+            log.warning(
+                "%s %s, needed only to build %s, %s (not an output package): %s",
+                o.name,
+                o.version,
+                ", ".join(o.metadata.get("needed_by", [])) or "nothing",
+                o.status,
+                o.detail,
+            )
+            continue
+        kept.append(f"{o.name} {o.version} ({o.status})")
+        if not o.wheel or o.wheel in landed:
+            continue
+        try:
+            path = inside(output, o.wheel)
+        except UnsafeNameError as exc:
+            log.warning("not removing %s from the output: %s", o.wheel, exc)
+            continue
+        if path.is_file():
+            path.unlink()
+    if kept:
+        log.info(
+            "%d package(s) needed only to build others, kept in the cache and out of the "
+            "output: %s",
+            len(kept),
+            ", ".join(kept),
+        )
+
+
+def _restore(entry: Outcome, output: Path, caches: tuple[Path, ...]) -> None:
+    """`entry`'s wheel into `output` from a cache folder, if it is missing there."""
+    from .wheels import sha256_file
+
+    try:
+        if inside(output, entry.wheel).exists():
+            return
+        for folder in caches:
+            src = inside(folder, entry.wheel)
+            if src.is_file() and (not entry.sha256 or sha256_file(src) == entry.sha256):
+                place_wheel(src, output, entry.sha256 or None, link=True)
+                log.info("%s placed in the output again from %s", entry.wheel, folder)
+                return
+    except (UnsafeNameError, OSError) as exc:
+        log.warning("cannot place %s in the output: %s", entry.wheel, exc)
 
 
 def _new_run_id() -> str:

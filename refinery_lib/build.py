@@ -384,21 +384,18 @@ def _host_build(
     src = extract_sdist(sdist, work / "src")
     env = _build_env(run.node.name, settings, variant, work, recipe, src, epoch)
     env.update(offline or {})
+    packages: tuple[str, ...] = ()
     if not recipe.empty:
         if cross:
-            # host packages are for this host's arch: a cross build cannot use them
-            record = {**recipe.to_json(), "applied": False, "where": "host",
-                      "skipped": "a cross build takes target libraries from the target image"}
+            record, packages = _cross_recipe(recipe, settings, log_path)
             run.recipes.append(record)
-            with open(log_path, "a", encoding="utf-8") as fh:
-                fh.write(f"recipe not run ({record['skipped']}): {recipe.to_json()}\n")
         else:
             run.recipes.append(apply_on_host(recipe, settings.recipes, log_path, work, env))
     dist_dir = work / "dist"
     python = interpreter_for(settings.target.python)
     ldpaths: tuple[Path, ...] = ()
     if cross:
-        tools = _cross_tools(settings)
+        tools = _cross_tools(settings, packages, log_path)
         run.cross_meta = tools.provenance()
         with open(log_path, "a", encoding="utf-8") as fh:
             fh.write(f"# cross build: zig {tools.toolchain.version} -target "
@@ -455,16 +452,47 @@ def _host_build(
     return wheel
 
 
-def _cross_tools(settings: Settings):
-    from .containers import DEFAULT_IMAGE_CACHE, ensure_image
+def _cross_tools(settings: Settings, packages: tuple[str, ...] = (),
+                 log_path: Path | None = None):
+    """zig for the target and the target's Python, from the target image (with a recipe's
+    target libraries installed into a derived image first)."""
+    from .containers import DEFAULT_IMAGE_CACHE, ensure_image, get_preset, image_with_packages
     from .cross.attempt import cross_tools
 
     c = settings.container
     assert c is not None
-    image = ensure_image(c.engine, c.preset or None, settings.target.arch,
+    arch = settings.target.arch
+    image = ensure_image(c.engine, c.preset or None, arch,
                          Path(c.image_cache) if c.image_cache else DEFAULT_IMAGE_CACHE,
                          image=c.image or None)
+    if packages:
+        preset = get_preset(c.preset or None)
+        image = image_with_packages(
+            c.engine, image, arch, packages, preset.family if preset else "apt",
+            log_path or settings.paths.logs / "target-libraries.log",
+            settings.paths.cache / "cross" / "images" / "work",
+        )
     return cross_tools(settings.target, c.engine, image, settings.paths.cache / "cross")
+
+
+def _cross_recipe(recipe: Recipe, settings: Settings, log_path: Path
+                  ) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """A recipe of a cross attempt: its system packages are the target's libraries, installed
+    into the target image (contained: no host permission needed, as in a container build);
+    its steps would run on this host, which a cross build does not do."""
+    policy = settings.recipes
+    record: dict[str, Any] = {**recipe.to_json(), "where": "target image", "applied": False}
+    skipped = ("recipes disabled (--no-system-recipes)" if not policy.enabled
+               else "dry run (--dry-run-recipes)" if policy.dry_run else "")
+    if recipe.steps:
+        record["steps_skipped"] = "a cross build runs no recipe steps on this host"
+    if skipped or not recipe.system_packages:
+        record["skipped"] = skipped or record["steps_skipped"]
+        with open(log_path, "a", encoding="utf-8") as fh:
+            fh.write(f"recipe not run ({record['skipped']}): {recipe.to_json()}\n")
+        return record, ()
+    record["applied"] = True
+    return record, tuple(recipe.system_packages)
 
 
 def _cross_smoke(run: _Run, wheel: Path, work: Path, log_path: Path) -> dict[str, Any]:
@@ -581,7 +609,9 @@ def _cached_outcome(node: PlanNode, sdist: Path, settings: Settings) -> Outcome 
     wheel = paths.wheels / rec["wheel"]
     if not wheel.exists() or sha256_file(wheel) != rec["sha256"]:
         return None
-    dest = place_wheel(wheel, paths.output, rec["sha256"], link=True)
+    # a package needed only to build others stays in the cache (plan.py: build_only)
+    dest = wheel if node.build_only else place_wheel(wheel, paths.output, rec["sha256"],
+                                                         link=True)
     meta = {**rec.get("metadata", {}), "cached_from": rec.get("built_at")}
     detail = f"wheel built earlier from the same sdist and settings: {dest.name}"
     return Outcome(
@@ -602,7 +632,8 @@ def _success(run: _Run, result: AttemptResult, version: str, sdist: Path) -> Out
     assert result.wheel is not None
     sha = sha256_file(result.wheel)
     cached = place_wheel(result.wheel, settings.paths.wheels, sha, link=True)
-    dest = place_wheel(result.wheel, settings.paths.output, sha, link=True)
+    dest = cached if node.build_only else place_wheel(result.wheel, settings.paths.output, sha,
+                                                      link=True)
     total = sum(a.duration for a in run.attempts)
     meta = _metadata(run, result, sdist) | {
         "duration": round(total, 3),

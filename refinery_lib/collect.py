@@ -42,7 +42,8 @@ def reuse_wheels(
 
 
 def fetch_wheels(nodes: list[PlanNode], settings: Settings) -> list[Outcome]:
-    """Download target wheels found on the index (cached, verified) into the output folder."""
+    """Download target wheels found on the index (cached, verified) into the output folder
+    (build-only ones into the cache alone)."""
     index = settings.index()
     outcomes = []
     for node in nodes:
@@ -58,7 +59,11 @@ def fetch_wheels(nodes: list[PlanNode], settings: Settings) -> list[Outcome]:
             cached = (settings.paths.downloads / dist.filename).exists()
             path = index.download(dist, settings.paths.downloads)
             sha = sha256_file(path)
-            dest = place_wheel(path, settings.paths.output, sha, link=True)
+            # a build-only wheel stays in the download cache, where its dependents' builds
+            # find it (--find-links); only output packages go to the output folder
+            dest = path if node.build_only else place_wheel(
+                path, settings.paths.output, sha, link=True
+            )
         except (IndexAccessError, UnsafeNameError, OSError) as exc:
             detail = f"fetch of {dist.filename} failed: {exc}"
             log.error(detail)

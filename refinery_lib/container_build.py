@@ -593,6 +593,14 @@ def main(argv=None) -> int:
         result["limits"] = cgroup_limits()
         say(f"python {result['python']['version']} on {result['python']['machine']}; "
             f"limits {json.dumps(result['limits'], sort_keys=True)}")
+        if req.get("install_only"):
+            # the cross builder's target libraries: installed here, the container committed
+            mark("system")
+            install_system_packages(req)
+            mark("done")
+            result["ok"] = True
+            result["detail"] = "installed " + " ".join(req.get("system_packages") or [])
+            return 0
         if req.get("smoke_only"):
             # a wheel built elsewhere (the cross builder): only its import on this machine
             mark("smoke")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import math
@@ -634,6 +635,61 @@ def _attempt_env(
         for key in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
             fixed_env[key] = C_CA
     return user_env, fixed_env, mounts
+
+
+def image_with_packages(
+    engine: str,
+    image: str,
+    arch: str,
+    packages: Sequence[str],
+    family: str,
+    log_path: Path,
+    work_dir: Path,
+    timeout: float | None = 3600,
+) -> str:
+    """`image` with the target-arch system `packages` installed (the cross builder's target
+    libraries, e.g. libjpeg-dev for pillow): made once per image and package set by running
+    container_build.py's install stage in a container of `arch` (qemu-user on a foreign host)
+    and committing it; the same validated package names as a container recipe."""
+    if not packages:
+        return image
+    key = hashlib.sha256(json.dumps([image, family, sorted(packages)]).encode()).hexdigest()
+    base, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
+    ref = f"{base}:{tag or 'latest'}-lib{key[:12]}"
+    cache_dir = work_dir.parent
+    with _image_lock(cache_dir, ref):
+        if image_arch(engine, ref) is not None:
+            return ref
+        work_dir = work_dir.resolve()
+        shutil.rmtree(work_dir, ignore_errors=True)
+        for sub in ("tmp", "home"):
+            (work_dir / sub).mkdir(parents=True)
+        request = {"install_only": True, "system_packages": list(packages), "family": family,
+                   "work": C_WORK, "result": f"{C_WORK}/result.json"}
+        (work_dir / "request.json").write_text(json.dumps(request, indent=2))
+        user_env, fixed_env, mounts = _attempt_env({}, [], work_dir, HOST_CA_BUNDLE)
+        name = f"refinery-libs-{uuid.uuid4().hex[:12]}"
+        argv = engine_argv(engine, image, ["python3", C_SCRIPT, f"{C_WORK}/request.json"],
+                           arch=arch, mounts=mounts, env=fixed_env, name=name, workdir=C_WORK,
+                           timeout=timeout)
+        argv.remove("--rm")  # committed below, then removed
+        with open(log_path, "a", encoding="utf-8") as fh:
+            fh.write(f"# target libraries for the cross build: {' '.join(packages)} into "
+                     f"{image} -> {ref}\n")
+        try:
+            res = proc.run(argv, log_path=log_path, timeout=timeout, check=False)
+            data = json.loads((work_dir / "result.json").read_text()) \
+                if (work_dir / "result.json").is_file() else {}
+            if res.returncode != 0 or not data.get("ok"):
+                raise BuildError(
+                    f"installing {' '.join(packages)} into the target image failed: "
+                    f"{data.get('detail') or _last_line(log_path)}", log_path)
+            proc.run([engine, "commit", name, ref], log_path=log_path, timeout=600)
+        except CommandError as exc:
+            raise BuildError(f"cannot make the target image {ref}: {exc}", log_path) from exc
+        finally:
+            proc.run([engine, "rm", "--force", name], check=False, timeout=300)
+    return ref
 
 
 def smoke_in_container(

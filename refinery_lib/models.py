@@ -113,6 +113,11 @@ class PlanNode:
     fallback_from: str = ""
     #: specifiers every dependent puts on this package (for fallback-latest at build time)
     specifiers: tuple[str, ...] = ()
+    #: needed only to build other packages (a requeued build dependency, or a runtime
+    #: dependency of one) and asked for by no input and no runtime Requires-Dist of an output
+    #: package: fetched or built into the cache for its dependents' builds, never an output
+    #: package (not in OUTPUT, the manifest, OUTPUT/simple or the closure check)
+    build_only: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -58,6 +58,11 @@ class _Node:
     fallback_from: str = ""
     extras: set[str] = field(default_factory=set)
     specs: list[str] = field(default_factory=list)
+    #: lines of requires_dist added by the dependency requeue (build-time needs, not runtime)
+    requeued: list[str] = field(default_factory=list)
+
+    def runtime_requires(self) -> list[str]:
+        return [r for r in self.requires_dist if r not in self.requeued]
 
 
 class Planner:
@@ -274,6 +279,9 @@ class Planner:
             parent_extras = set(self.settings.extras.get(parent.name, ())) | parent.extras
             extra = self.settings.extra_requires.get(parent.name, ())
             if extra and parent.action is Action.BUILD:
+                parent.requeued += [
+                    e for e in extra if e not in parent.requires_dist and e not in parent.requeued
+                ]
                 parent.requires_dist = list(dict.fromkeys([*parent.requires_dist, *extra]))
             for req in self._active_requirements(parent.requires_dist, parent_extras):
                 dep = canonicalize_name(req.name)
@@ -361,6 +369,7 @@ class Planner:
             build_edges[keys[id(n)]] = sorted(set(deps))
             fetch_deps[keys[id(n)]] = has_fetch
         _break_cycles(build_edges)
+        build_only = self._build_only(all_nodes)
         out = []
         for n in all_nodes:
             key = keys[id(n)]
@@ -381,9 +390,60 @@ class Planner:
                     requires_dist=tuple(n.requires_dist),
                     fallback_from=n.fallback_from,
                     specifiers=tuple(n.specs),
+                    build_only=id(n) in build_only,
                 )
             )
         out.sort(key=lambda p: (p.depth, p.name, p.version))
+        return out
+
+    def _build_only(self, all_nodes: list[_Node]) -> set[int]:
+        """ids of the nodes needed only to build others.
+
+        Output packages are the inputs and, transitively, the Requires-Dist (active for the
+        target, the extras asked for followed) of output packages; the requeued build
+        dependencies (`extra_requires`) are not followed, nor the requirements of a package
+        that is missing or skipped (the expansion does not follow those either). Whatever else
+        is planned came from a requeued build dependency: build-only.
+        """
+        runtime: set[int] = set()
+        edges: set[tuple[str, str]] = set()  # (dependent, dependency) asked for at runtime
+        seen: set[tuple[int, frozenset[str]]] = set()
+        queue: deque[tuple[_Node, frozenset[str]]] = deque(
+            (n, frozenset()) for n in all_nodes if n.input_files
+        )
+        while queue:
+            node, extras = queue.popleft()
+            if (id(node), extras) in seen:
+                continue
+            seen.add((id(node), extras))
+            runtime.add(id(node))
+            if node.action in (Action.MISSING, Action.SKIP):
+                continue
+            asked = set(self.settings.extras.get(node.name, ())) | extras
+            for req in self._active_requirements(node.runtime_requires(), asked):
+                dep = canonicalize_name(req.name)
+                edges.add((node.name, dep))
+                child = self.nodes.get(dep)
+                if child is not None and child is not node:
+                    queue.append((child, frozenset(req.extras)))
+        extra = {id(n) for n in self.extra_nodes}
+        out = set()
+        for n in all_nodes:
+            if id(n) in runtime:
+                continue
+            if id(n) in extra and n.needed_by:
+                # a conflict: build-only unless the requirement naming it is a runtime one
+                parent = canonicalize_name(n.needed_by[0].split("==")[0])
+                if (parent, n.name) in edges:
+                    continue
+            out.add(id(n))
+        if out:
+            names = sorted(f"{n.name}=={n.version}" for n in all_nodes if id(n) in out)
+            log.info(
+                "%d package(s) needed only to build others (not output packages): %s",
+                len(names),
+                ", ".join(names),
+            )
         return out
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import parse_wheel_filename
 
-from . import proc
+from . import container_build, proc
 from .errors import CommandError
 from .settings import Settings
 from .targets import host_arch
@@ -20,25 +20,10 @@ from .wheels import read_wheel_metadata
 
 
 def top_level_modules(wheel: Path) -> list[str]:
-    """Importable top-level names: top_level.txt when present, else the archive's layout."""
-    with zipfile.ZipFile(wheel) as zf:
-        names = zf.namelist()
-        listed = [n for n in names if n.endswith(".dist-info/top_level.txt") and n.count("/") == 1]
-        if listed:
-            mods = zf.read(listed[0]).decode().split()
-            return sorted({m.strip() for m in mods if m.strip() and not m.startswith("_")})
-    mods = set()
-    for n in names:
-        top = n.split("/", 1)[0]
-        if top.endswith((".dist-info", ".data")) or top.endswith(".libs"):
-            continue
-        if "/" in n:
-            mods.add(top)
-        elif n.endswith(".py"):
-            mods.add(n[:-3])
-        elif n.endswith(".so"):
-            mods.add(n.split(".", 1)[0])
-    return sorted(m for m in mods if m.isidentifier() and not m.startswith("_"))
+    """Importable top-level names, chosen as every builder chooses them (container_build.py:
+    top_level.txt, else the archive's layout; C extension modules such as `_cffi_backend`
+    included)."""
+    return container_build.top_level_modules(str(wheel))
 
 
 def smoke_import(

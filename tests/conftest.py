@@ -36,6 +36,9 @@ PROJECTS = [
     ("flip", "1.1", {}),
     ("flip", "2.0", {}),
     ("needs-build-dep", "1.0", {"build_requires": ("cfast",)}),
+    # imports a build tool it does not declare; the tool itself is on the index (as an sdist)
+    ("imports-build-tool", "1.0", {"setup_imports": ("some_build_tool",)}),
+    ("some-build-tool", "1.0", {"c_ext": False}),
     # reproducibility fixtures: the build time in the wheel, honouring SOURCE_DATE_EPOCH or not
     ("sde-pure", "1.0", {"c_ext": False, "embed_time": "sde"}),
     ("clocky", "1.0", {"c_ext": False, "embed_time": "clock"}),

@@ -87,12 +87,14 @@ def meson_cross_file(tc: Toolchain, tp: TargetPython, flags: list[str]) -> str:
         "[properties]",
         # meson runs target test programs through the exe_wrapper: a plain boolean, not a string
         "needs_exe_wrapper = true",
-        f"sys_root = {_meson_str(str(tp.root))}",
+        f"sys_root = {_meson_str(str(tp.libview))}",
         f"pkg_config_libdir = {_meson_list(pkgconfig)}",
         "",
         "[built-in options]",
         f"c_args = {_meson_list(flags)}",
         f"cpp_args = {_meson_list(flags)}",
+        f"c_link_args = {_meson_list(tp.link_flags)}",
+        f"cpp_link_args = {_meson_list(tp.link_flags)}",
         "",
     ]
     return "\n".join(lines)
@@ -110,7 +112,7 @@ def cmake_toolchain_file(tc: Toolchain, tp: TargetPython) -> str:
         f"set(CMAKE_CXX_COMPILER {q(str(tc.cxx))})",
         f"set(CMAKE_AR {q(str(tc.ar))} CACHE FILEPATH \"\")",
         f"set(CMAKE_RANLIB {q(str(tc.tool('ranlib')))} CACHE FILEPATH \"\")",
-        f"set(CMAKE_FIND_ROOT_PATH {q(str(tp.root))})",
+        f"set(CMAKE_FIND_ROOT_PATH {q(str(tp.libview))})",
         "set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)",
         "set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)",
         "set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)",
@@ -131,7 +133,7 @@ def cross_build(tc: Toolchain, tp: TargetPython, folder: Path, backend: str) -> 
     """The cross settings of one attempt; the cross and toolchain files are written to
     `folder` (the attempt's own)."""
     folder.mkdir(parents=True, exist_ok=True)
-    flags = tp.include_flags
+    flags = [*tp.include_flags, *tp.library_flags]
     cross_file = folder / "meson-cross.ini"
     cross_file.write_text(meson_cross_file(tc, tp, flags))
     toolchain_file = folder / "cmake-toolchain.cmake"
@@ -152,7 +154,8 @@ def cross_build(tc: Toolchain, tp: TargetPython, folder: Path, backend: str) -> 
         "PKG_CONFIG_LIBDIR": os.pathsep.join(
             [str(tp.root / "usr" / "lib" / tp.multiarch / "pkgconfig"),
              str(tp.root / "usr" / "share" / "pkgconfig")]),
-        "PKG_CONFIG_SYSROOT_DIR": str(tp.root),
+        "PKG_CONFIG_SYSROOT_DIR": str(tp.libview),
+        "LDFLAGS": " ".join(tp.link_flags),
         **tc.env(),
     }
     rust = MACHINES.get(tp.machine, ("", "", ""))[2]

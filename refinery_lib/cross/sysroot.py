@@ -27,14 +27,20 @@ from .. import proc
 from ..errors import BuildError, CommandError
 from ..files import inside
 
-_KEEP = re.compile(r"^(usr/include/|usr/lib/|usr/lib64/|lib(32|64)?(/|$)|usr/bin/python3)")
+_KEEP = re.compile(
+    r"^(usr/include/|usr/lib/|usr/lib64/|lib(32|64)?(/|$)|usr/bin/python3|var/lib/dpkg/info/.*\.list$)"
+)
+# packages whose headers zig brings for the glibc floor (and the Python headers, kept apart):
+# a target library's headers are seen, the target's newer libc headers never are
+_LIBC_PACKAGES = re.compile(r"^(libc6-dev|linux-libc-dev|libcrypt-dev|libpython3[.\d]*-dev|"
+                            r"python3[.\d]*-dev|libnsl-dev|libtirpc-dev)(:\w+)?\.list$")
 _SKIP = re.compile(r"^usr/lib/(python3[^/]*/(test|idlelib|tkinter|ensurepip)/|debug/|locale/)")
 _SYSCONFIG = re.compile(r"^_sysconfigdata_.*\.py$")
 # what the extracted tree may hold at most (a Debian builder image exports to about 1 GB)
 MAX_EXPORT_BYTES = 8 << 30
 MAX_MEMBERS = 400_000
 #: what is kept of an export and how: a change makes new sysroot folders
-LAYOUT = 2
+LAYOUT = 3
 
 
 @dataclass(frozen=True)
@@ -51,10 +57,24 @@ class TargetPython:
     machine: str  # s390x
     image: str
     image_id: str
+    #: the target's libraries as a build may see them: usr/include without the libc's own
+    #: headers (zig's for the glibc floor come first), usr/lib the target's (for pkg-config's
+    #: sysroot, meson's sys_root and -idirafter)
+    libview: Path
 
     @property
     def include_flags(self) -> list[str]:
         return [f"-I{self.include / f'python{self.version}'}", f"-I{self.include}"]
+
+    @property
+    def library_flags(self) -> list[str]:
+        """Target library headers after zig's libc headers; target library folders."""
+        inc = self.libview / "usr" / "include"
+        return [f"-idirafter{inc / self.multiarch}", f"-idirafter{inc}"]
+
+    @property
+    def link_flags(self) -> list[str]:
+        return [f"-L{d}" for d in self.lib_dirs[:1]]
 
     @property
     def lib_dirs(self) -> list[Path]:
@@ -75,7 +95,7 @@ class TargetPython:
 
     @classmethod
     def from_json(cls, data: dict) -> TargetPython:
-        paths = {"root", "include", "sysconfig_dir"}
+        paths = {"root", "include", "sysconfig_dir", "libview"}
         return cls(**{k: Path(v) if k in paths else v for k, v in data.items()})
 
 
@@ -198,6 +218,7 @@ def _describe(folder: Path, image: str, ident: str) -> TargetPython:
     sysconfig_dir = folder / "sysconfig"
     sysconfig_dir.mkdir(exist_ok=True)
     shutil.copyfile(source, sysconfig_dir / source.name)
+    libview = _library_view(tree, folder / "libview")
     return TargetPython(
         version=version,
         root=tree,
@@ -209,7 +230,33 @@ def _describe(folder: Path, image: str, ident: str) -> TargetPython:
         machine=machine,
         image=image,
         image_id=ident,
+        libview=libview,
     )
+
+
+def _library_view(tree: Path, view: Path) -> Path:
+    """`view/usr/include`: links to the target's headers but the libc's and Python's (dpkg's
+    file lists say whose each is); `view/usr/lib`: the target's libraries."""
+    libc: set[str] = set()
+    info = tree / "var" / "lib" / "dpkg" / "info"
+    for listing in info.glob("*.list") if info.is_dir() else ():
+        if _LIBC_PACKAGES.match(listing.name):
+            libc.update(line.strip().lstrip("/") for line in listing.read_text().splitlines())
+    include = tree / "usr" / "include"
+    shutil.rmtree(view, ignore_errors=True)
+    (view / "usr").mkdir(parents=True)
+    os.symlink(os.path.relpath(tree / "usr" / "lib", view / "usr"), view / "usr" / "lib")
+    for dirpath, _dirs, files in os.walk(include):
+        for name in files:
+            path = Path(dirpath) / name
+            rel = path.relative_to(tree).as_posix()
+            if rel in libc:
+                continue
+            link = view / rel
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.path.relpath(path, link.parent), link)
+    (view / "usr" / "include").mkdir(parents=True, exist_ok=True)
+    return view
 
 
 def _read_build_vars(path: Path) -> dict:

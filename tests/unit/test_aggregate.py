@@ -9,6 +9,7 @@ from refinery_lib.aggregate import aggregate, closure_check, summary_table
 from refinery_lib.files import write_json
 from refinery_lib.history import new_event
 from refinery_lib.models import Action, Outcome, PlanNode, Status, node_key
+from refinery_lib.wheels import sha256_file
 from tests.fixtures.config import unit_settings
 from tests.fixtures.projects import make_wheel
 
@@ -177,3 +178,87 @@ def test_metadata_closure_for_large_sets(tmp_path, monkeypatch):
     )
     good = closure_check(s, entries, confirm_with_pip=True)
     assert good["ok"] is True and good["method"] == "packaging" and good["checked"] == 2
+
+
+def test_build_only_nodes_are_no_output_packages(tmp_path, caplog):
+    """Build requirements the requeue planned (build-only) stay out of the output folder, the
+    manifest, OUTPUT/simple and the closure check; their events reach the history."""
+    s = _settings(tmp_path)
+    out, res = s.paths.output, s.paths.results
+    app = make_wheel(out, "app", "1.0", "cp311-cp311-manylinux2014_s390x")
+    # build.py places every built wheel in the output folder, build-only ones too; this one
+    # needs a package that is in no output, so a closure check over it would fail
+    tool = make_wheel(out, "tool", "2.0", "cp311-cp311-manylinux2014_s390x", ("toolrt>=1",))
+    fetched = make_wheel(s.paths.downloads, "helper", "3.0", "py3-none-any")
+    tool_key, bad_key = node_key("tool", "2.0"), node_key("badtool", "0.1")
+    nodes = [
+        _node("app", "1.0", Action.BUILD, build_deps=(tool_key,), input_files=("app.whl",)),
+        _node("tool", "2.0", Action.BUILD, build_only=True, needed_by=("app==1.0",)),
+        _node("helper", "3.0", Action.FETCH, build_only=True, needed_by=("app==1.0",)),
+        PlanNode("toolrt", "", Action.MISSING, key="toolrt-none", build_only=True,
+                 detail="beyond the depth"),
+        _node("badtool", "0.1", Action.BUILD, build_only=True, needed_by=("other==1.0",)),
+        _node("other", "1.0", Action.BUILD, build_deps=(bad_key,), input_files=("o.whl",)),
+        _node("lazy", "0.2", Action.BUILD, build_only=True, needed_by=("app==1.0",)),
+    ]
+    write_json(res / "plan" / "plan.json", {"nodes": [n.to_json() for n in nodes]})
+    write_json(
+        res / "outcomes" / f"{node_key('app', '1.0')}.json",
+        Outcome("app", "1.0", Status.BUILT, path=str(app), wheel=app.name, sha256="1" * 64,
+                events=[new_event("app", "1.0", Status.BUILT)]).to_json(),
+    )
+    write_json(
+        res / "outcomes" / f"{tool_key}.json",
+        Outcome("tool", "2.0", Status.BUILT, path=str(tool), wheel=tool.name, sha256="2" * 64,
+                events=[new_event("tool", "2.0", Status.BUILT)]).to_json(),
+    )
+    write_json(
+        res / "fetch" / "fetched.json",
+        [Outcome("helper", "3.0", Status.FETCHED, path=str(fetched), wheel=fetched.name,
+                 sha256="3" * 64, events=[new_event("helper", "3.0", Status.FETCHED)]).to_json()],
+    )
+    write_json(
+        s.paths.failures / f"{bad_key}.json",
+        Outcome("badtool", "0.1", Status.FAILED, detail="error: no compiler",
+                events=[new_event("badtool", "0.1", Status.FAILED, "error: no compiler")]
+                ).to_json(),
+    )
+    with caplog.at_level("INFO", logger="refinery_lib"):
+        m = aggregate(s, run_id="run-bo")
+    by = {e["name"]: e for e in m["entries"]}
+    assert {k: v["status"] for k, v in by.items()} == {"app": "built", "other": "failed"}
+    # the dependent's entry says why, since the build-only package has no entry of its own
+    assert "badtool-0.1 failed" in by["other"]["detail"]
+    assert "error: no compiler" in by["other"]["detail"]
+    assert m["summary"] == {"built": 1, "failed": 1}
+    assert m["closure"]["ok"] is True and m["closure"]["checked"] == 1
+    assert sorted(p.name for p in out.glob("*.whl")) == [app.name]
+    assert fetched.exists()  # the cache keeps it for the builds that need it
+    assert sorted(p.name for p in (out / "simple").iterdir()) == ["app", "index.html"]
+    assert "tool" not in (out / "simple" / "index.html").read_text()
+    assert sorted(p.name for p in (out / "provenance").iterdir()) == [f"{app.name}.json"]
+    # one log line for each build-only package that did not land
+    for name in ("badtool", "lazy", "toolrt"):
+        assert sum(name in r.getMessage() and r.levelname == "WARNING"
+                   for r in caplog.records) == 1, name
+    con = sqlite3.connect(tmp_path / "cache" / "history.db")
+    events = {r[0]: r[1] for r in con.execute("SELECT package, status FROM events")}
+    assert events["tool"] == "built" and events["helper"] == "fetched"
+    assert events["badtool"] == "failed"
+
+
+def test_wheel_of_a_former_build_only_node_lands_again(tmp_path):
+    """A package built while it was build-only (its wheel removed from the output) becomes an
+    output package: its outcome is not made again, aggregation places the cached wheel."""
+    s = _settings(tmp_path)
+    tool = make_wheel(s.paths.wheels, "tool", "2.0", "cp311-cp311-manylinux2014_s390x")
+    node = _node("tool", "2.0", Action.BUILD, input_files=("tool.whl",))
+    write_json(s.paths.results / "plan" / "plan.json", {"nodes": [node.to_json()]})
+    write_json(
+        s.paths.results / "outcomes" / f"{node.key}.json",
+        Outcome("tool", "2.0", Status.BUILT, path=str(s.paths.output / tool.name),
+                wheel=tool.name, sha256=sha256_file(tool)).to_json(),
+    )
+    m = aggregate(s, run_id="run-back")
+    assert [e["status"] for e in m["entries"]] == ["built"] and m["closure"]["ok"] is True
+    assert (s.paths.output / tool.name).read_bytes() == tool.read_bytes()

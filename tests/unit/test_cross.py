@@ -64,7 +64,7 @@ def _target_python(tmp_path: Path) -> sysroot.TargetPython:
         version="3.11", root=root, include=tmp_path / "include",
         sysconfig_dir=tmp_path / "sysconfig", sysconfig_name="_sysconfigdata__s390x-linux-gnu",
         multiarch="s390x-linux-gnu", ext_suffix=".cpython-311-s390x-linux-gnu.so",
-        machine="s390x", image="img", image_id="0" * 64,
+        machine="s390x", image="img", image_id="0" * 64, libview=tmp_path / "libview",
     )
 
 
@@ -174,3 +174,23 @@ def test_target_python_is_read_from_the_sysconfig_data_without_running_it(tmp_pa
 
 def test_config_settings_as_build_makes_them():
     assert config_settings(["a=1", "b=x=y", "a=2"]) == {"a": ["1", "2"], "b": "x=y"}
+
+
+def test_library_view_shows_target_library_headers_but_not_the_target_libc(tmp_path):
+    tree = tmp_path / "tree"
+    for rel in ("usr/include/stdio.h", "usr/include/zlib.h",
+                "usr/include/s390x-linux-gnu/bits/types.h",
+                "usr/include/s390x-linux-gnu/jconfig.h", "usr/lib/s390x-linux-gnu/libz.so.1"):
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text(rel)
+    info = tree / "var/lib/dpkg/info"
+    info.mkdir(parents=True)
+    (info / "libc6-dev:s390x.list").write_text(
+        "/.\n/usr/include/stdio.h\n/usr/include/s390x-linux-gnu/bits/types.h\n")
+    (info / "zlib1g-dev:s390x.list").write_text("/usr/include/zlib.h\n")
+    view = sysroot._library_view(tree, tmp_path / "view")
+    inc = view / "usr" / "include"
+    assert (inc / "zlib.h").read_text() == "usr/include/zlib.h"
+    assert (inc / "s390x-linux-gnu/jconfig.h").is_file()
+    assert not (inc / "stdio.h").exists() and not (inc / "s390x-linux-gnu/bits").exists()
+    assert (view / "usr/lib/s390x-linux-gnu/libz.so.1").is_file()

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from refinery_lib.index import SimpleIndex
-from refinery_lib.models import Action
+from refinery_lib.models import Action, PlanNode
 from refinery_lib.plan import Planner, PlanSettings
 from refinery_lib.targets import Target
 from refinery_lib.wheels import scan_wheel
@@ -225,3 +225,67 @@ def test_downloads_are_cached(tmp_path, index):
     first = {p.name: p.stat().st_mtime_ns for p in dl.iterdir()}
     plan(tmp_path, index, [("root", "1.0", "py3-none-any", ("lvl1",))])
     assert {p.name: p.stat().st_mtime_ns for p in dl.iterdir()} == first
+
+
+def test_requeued_build_dependency_is_build_only(tmp_path, index):
+    """A build requirement the requeue found (`extra_requires`) is planned and ordered before its
+    parent, but it is an output package only if the input or a runtime dependency asks for it."""
+    wheels = [
+        ("cfast", "1.0", X86),  # built from its sdist: the parent of the requeued names
+        ("user", "1.0", "py3-none-any", ("purehelper>=2",)),
+    ]
+    nodes = by_name(
+        plan(
+            tmp_path,
+            index,
+            wheels,
+            expansion_depth=3,
+            extra_requires={"cfast": ("lvl1", "purehelper")},
+        )
+    )
+    assert nodes["cfast"].action is Action.BUILD and not nodes["cfast"].build_only
+    # lvl1 only builds cfast; lvl2 and lvl3 are its runtime dependencies: build-only as well
+    for name in ("lvl1", "lvl2", "lvl3"):
+        assert nodes[name].action is Action.BUILD and nodes[name].build_only, name
+    assert nodes["lvl1"].needed_by == ("cfast==1.0",)
+    assert nodes["lvl1"].key in nodes["cfast"].build_deps
+    # purehelper is requeued too, but `user` needs it at runtime: an output package
+    assert nodes["purehelper"].action is Action.FETCH and not nodes["purehelper"].build_only
+    assert nodes["cfast"].fetch_deps
+    assert not nodes["user"].build_only
+    # plan.json round trip; a plan written before the field existed still loads
+    data = nodes["lvl2"].to_json()
+    assert data["build_only"] is True and PlanNode.from_json(data) == nodes["lvl2"]
+    del data["build_only"]
+    assert PlanNode.from_json(data).build_only is False
+
+
+def test_build_only_reaches_missing_and_conflicting_requirements(tmp_path, index):
+    nodes = plan(
+        tmp_path,
+        index,
+        [("cfast", "1.0", X86), ("lvl3", "1.0", "py3-none-any")],
+        expansion_depth=1,
+        extra_requires={"cfast": ("lvl1", "lvl3>=5")},
+    )
+    named = by_name(nodes)
+    assert named["lvl1"].action is Action.BUILD and named["lvl1"].build_only
+    # beyond the expansion depth: missing, and only for a build, so no output package
+    assert named["lvl2"].action is Action.MISSING and named["lvl2"].build_only
+    assert "beyond the expansion depth" in named["lvl2"].detail
+    # lvl3 is an input: an output package, although cfast's build needs it too
+    assert nodes[("lvl3", "1.0")].action is Action.REUSE
+    assert not nodes[("lvl3", "1.0")].build_only
+    # the requeued lvl3>=5 conflicts with the input's 1.0: reported, but build-only
+    (conflict,) = [n for n in nodes.values() if "conflict" in n.detail]
+    assert conflict.action is Action.MISSING and conflict.build_only
+
+
+def test_requeued_name_that_is_a_runtime_dependency_stays_output(tmp_path, index):
+    wheels = [("cfast", "1.0", X86), ("root", "1.0", "py3-none-any", ("lvl1",))]
+    nodes = by_name(
+        plan(tmp_path, index, wheels, expansion_depth=3, extra_requires={"cfast": ("lvl1",)})
+    )
+    assert not any(n.build_only for n in nodes.values())
+    assert set(nodes["lvl1"].needed_by) == {"cfast==1.0", "root==1.0"}
+    assert nodes["lvl1"].key in nodes["cfast"].build_deps

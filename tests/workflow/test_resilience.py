@@ -163,8 +163,41 @@ def test_missing_build_dependency_is_planned_and_parent_rebuilt(
                           [("needs-build-dep", "1.0", FOREIGN)], None, "--max-attempts", "1")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert entries["needs-build-dep"]["status"] == "built"
-    assert entries["cfast"]["status"] == "built"
     first = attempts(tmp_path, "needs-build-dep")
     assert [a["ok"] for a in first] == [False, True]
     assert "cfast" in json.dumps(first[0]["hints"])
     assert "planning them and running again" in res.stderr
+    # cfast was built (into the cache) for the build alone: no output package
+    assert_build_only(tmp_path, "cfast", "built")
+
+
+def assert_build_only(tmp, name, status):
+    """`name` was planned as build-only, made into the cache with `status`, and is nowhere in
+    the output (files, manifest, simple index)."""
+    plan = json.loads((tmp / "cache" / "workflow" / "results" / "plan" / "plan.json").read_text())
+    (node,) = [n for n in plan["nodes"] if n["name"] == name]
+    assert node["build_only"] is True
+    manifest = json.loads((tmp / "out" / "manifest.json").read_text())
+    assert name not in {e["name"] for e in manifest["entries"]}
+    wheel = f"{name.replace('-', '_')}-"
+    assert not [p for p in (tmp / "out").glob("*.whl") if p.name.startswith(wheel)]
+    assert not (tmp / "out" / "simple" / name).exists()
+    assert [p for p in (tmp / "cache" / "wheels").glob("*.whl") if p.name.startswith(wheel)]
+    con = sqlite3.connect(tmp / "cache" / "history.db")
+    assert (status,) in con.execute("SELECT status FROM events WHERE package=?", (name,))
+
+
+def test_undeclared_build_import_is_planned_build_only(tmp_path, index_url, isolated_pip_env):
+    """setup.py imports some_build_tool it does not declare: the first run's build fails with
+    "No module named 'some_build_tool'", the requeue plans the tool, which is built for the
+    build alone and never listed in the manifest."""
+    res, entries = refine(tmp_path, index_url, isolated_pip_env,
+                          [("imports-build-tool", "1.0", FOREIGN)], None, "--max-attempts", "1")
+    assert "planning them and running again" in res.stderr, res.stderr[-3000:]
+    requeue = tmp_path / "cache" / "workflow" / "results" / "requeue" / "requeue.json"
+    assert json.loads(requeue.read_text()) == {"imports-build-tool": ["some-build-tool"]}
+    # an isolated build still cannot import it (it is no declared build requirement)
+    parent = entries["imports-build-tool"]
+    assert parent["status"] == "failed" and "some_build_tool" in parent["detail"]
+    assert set(entries) == {"imports-build-tool"}
+    assert_build_only(tmp_path, "some-build-tool", "built")
