@@ -11,6 +11,8 @@ import logging
 import os
 import re
 import shutil
+import sys
+import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -381,21 +383,21 @@ def _host_build(
     under qemu for cross), and the caller normalises."""
     settings = run.settings
     cross = run.builder is BuilderKind.CROSS
-    src = extract_sdist(sdist, work / "src")
-    env = _build_env(run.node.name, settings, variant, work, recipe, src, epoch)
-    env.update(offline or {})
-    packages: tuple[str, ...] = ()
-    if not recipe.empty:
-        if cross:
-            record, packages = _cross_recipe(recipe, settings, log_path)
-            run.recipes.append(record)
-        else:
-            run.recipes.append(apply_on_host(recipe, settings.recipes, log_path, work, env))
-    dist_dir = work / "dist"
     python = interpreter_for(settings.target.python)
+    src = extract_sdist(sdist, work / "src")
+    packages: tuple[str, ...] = ()
+    if cross and not recipe.empty:
+        record, packages = _cross_recipe(recipe, settings, log_path)
+        run.recipes.append(record)
+    tools = _cross_tools(settings, packages, log_path) if cross else None
+    flags = tools.python.cflags if tools else _interpreter_cflags(python)
+    env = _build_env(run.node.name, settings, variant, work, recipe, src, epoch, flags)
+    env.update(offline or {})
+    if not cross and not recipe.empty:
+        run.recipes.append(apply_on_host(recipe, settings.recipes, log_path, work, env))
+    dist_dir = work / "dist"
     ldpaths: tuple[Path, ...] = ()
-    if cross:
-        tools = _cross_tools(settings, packages, log_path)
+    if tools is not None:
         run.cross_meta = tools.provenance()
         with open(log_path, "a", encoding="utf-8") as fh:
             fh.write(f"# cross build: zig {tools.toolchain.version} -target "
@@ -504,7 +506,8 @@ def _cross_smoke(run: _Run, wheel: Path, work: Path, log_path: Path) -> dict[str
     c = settings.container
     assert c is not None
     paths = settings.paths
-    links = [p for p in (paths.wheels, paths.downloads) if p.is_dir()]
+    # runtime dependencies: built or fetched this run, or reused from the input
+    links = [p for p in (paths.wheels, paths.downloads, paths.output, paths.input) if p.is_dir()]
     return smoke_in_container(
         wheel, work / "smoke-run", engine=c.engine,
         image=run.cross_meta.get("target_python_image", ""), arch=settings.target.arch,
@@ -783,17 +786,36 @@ def _build_vars(
 
 
 def _build_env(
-    name: str, settings: Settings, variant, work: Path, recipe: Recipe, src: Path, epoch: int
+    name: str,
+    settings: Settings,
+    variant,
+    work: Path,
+    recipe: Recipe,
+    src: Path,
+    epoch: int,
+    default_cflags: str = "",
 ) -> dict[str, str]:
-    """The local builder's environment: the host's, less --no-binary, plus the build's."""
+    """The environment of a build on this host: the host's, less --no-binary, plus the
+    build's. CFLAGS/CXXFLAGS replace the interpreter's compile flags in setuptools, so unless
+    a variant, a recipe or the caller sets them they start from `default_cflags` (the
+    interpreter's own: -O2 and the rest; without them zig builds unoptimised, with its debug
+    runtime linked in)."""
     env = dict(os.environ)
     env.pop("PIP_NO_BINARY", None)  # --no-binary is for the target packages, not build deps
     env.update(_build_vars(name, settings, variant, work, recipe, epoch))
     # compiled-in paths name the project, not this cache, so another cache builds the same bytes
     prefix_map = f"-ffile-prefix-map={src}=/usr/src/{src.name}"
     for flag in ("CFLAGS", "CXXFLAGS"):
-        env[flag] = f"{env.get(flag, '')} {prefix_map}".strip()
+        base = env[flag] if flag in env else default_cflags
+        env[flag] = f"{base} {prefix_map}".strip()
     return env
+
+
+def _interpreter_cflags(python: str) -> str:
+    """The compile flags the build interpreter was built with (its sysconfig CFLAGS)."""
+    if python != sys.executable:
+        return ""
+    return " ".join(str(sysconfig.get_config_var("CFLAGS") or "").split())
 
 
 def _pid_file(work: Path) -> Path:

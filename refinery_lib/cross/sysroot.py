@@ -40,7 +40,7 @@ _SYSCONFIG = re.compile(r"^_sysconfigdata_.*\.py$")
 MAX_EXPORT_BYTES = 8 << 30
 MAX_MEMBERS = 400_000
 #: what is kept of an export and how: a change makes new sysroot folders
-LAYOUT = 3
+LAYOUT = 4
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,9 @@ class TargetPython:
     #: headers (zig's for the glibc floor come first), usr/lib the target's (for pkg-config's
     #: sysroot, meson's sys_root and -idirafter)
     libview: Path
+    #: the interpreter's own compile flags (sysconfig CFLAGS: -O2 -g ... for Debian's), which
+    #: setuptools replaces by a CFLAGS variable, so builds that set one start from these
+    cflags: str = ""
 
     @property
     def include_flags(self) -> list[str]:
@@ -231,6 +234,7 @@ def _describe(folder: Path, image: str, ident: str) -> TargetPython:
         image=image,
         image_id=ident,
         libview=libview,
+        cflags=" ".join(str(build_vars.get("CFLAGS", "")).split()),
     )
 
 
