@@ -46,8 +46,8 @@ class CrossTools:
 
 @lru_cache(maxsize=4)
 def _tools(target: Target, engine: str, image: str, root: Path) -> CrossTools:
-    tc = toolchain(target, root)
     tp = target_python(engine, image, target.arch, target.python, root)
+    tc = toolchain(target, root, tp.libview, tp.root, tp.image_id[:16])
     return CrossTools(tc, tp)
 
 

@@ -103,11 +103,37 @@ class Toolchain:
         return {"ZIG_GLOBAL_CACHE_DIR": str(self.cache)}
 
 
-def toolchain(target: Target, root: Path) -> Toolchain:
-    """The wrappers for `target` under `root` (made once; rewritten when zig moved)."""
+# A cross compiler must never see this host's system folders: `-I/usr/include` (added by
+# build scripts that guess the platform, or from the target's sysconfig INCLUDEDIR) would put
+# this host's libc headers before zig's. Like a compiler with --sysroot, the wrappers read
+# them as the target's: headers from the library view (no libc headers: zig brings those for
+# the glibc floor), libraries from the target's root; /usr/local is dropped.
+_WRAPPER = """#!/bin/sh
+# refinery: {name} for {triple}; this host's system folders mean the target's
+view={view}
+root={root}
+for arg do
+    shift
+    case "$arg" in
+        -I/usr/local/*|-L/usr/local/*) continue ;;
+        -I/usr/include|-I/usr/include/*) arg="-I$view${{arg#-I}}" ;;
+        -isystem/usr/include|-isystem/usr/include/*) arg="-isystem$view${{arg#-isystem}}" ;;
+        -L/usr/lib|-L/usr/lib/*|-L/lib|-L/lib/*|-L/usr/lib64|-L/lib64) arg="-L$root${{arg#-L}}" ;;
+    esac
+    set -- "$@" "$arg"
+done
+exec {command} "$@"
+"""
+
+
+def toolchain(target: Target, root: Path, view: Path | None = None,
+              sysroot: Path | None = None, key: str = "") -> Toolchain:
+    """The wrappers for `target` under `root` (made once; rewritten when zig moved). With
+    `view` and `sysroot` (the target's library view and root, see sysroot.py) host system
+    folders on a command line are read as the target's."""
     triple = zig_target(target)
     zig = zig_executable()
-    folder = root / f"toolchain-{triple}"
+    folder = root / (f"toolchain-{triple}-{key}" if key else f"toolchain-{triple}")
     bin_dir = folder / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     cache = root / "zig-cache"
@@ -116,11 +142,13 @@ def toolchain(target: Target, root: Path) -> Toolchain:
         fcntl.flock(lock, fcntl.LOCK_EX)
         for name, sub in TOOLS.items():
             flags = ["-target", triple] if sub in ("cc", "c++") else []
-            text = (
-                "#!/bin/sh\n"
-                f"# refinery: {name} for {triple}\n"
-                f"exec {shlex.join([str(zig), sub, *flags])} \"$@\"\n"
-            )
+            command = shlex.join([str(zig), sub, *flags])
+            if view is not None and sysroot is not None and sub in ("cc", "c++"):
+                text = _WRAPPER.format(name=name, triple=triple, command=command,
+                                       view=shlex.quote(str(view)),
+                                       root=shlex.quote(str(sysroot)))
+            else:
+                text = f"#!/bin/sh\n# refinery: {name} for {triple}\nexec {command} \"$@\"\n"
             path = bin_dir / name
             if not path.exists() or path.read_text() != text:
                 tmp = path.with_suffix(".tmp")

@@ -194,3 +194,22 @@ def test_library_view_shows_target_library_headers_but_not_the_target_libc(tmp_p
     assert (inc / "s390x-linux-gnu/jconfig.h").is_file()
     assert not (inc / "stdio.h").exists() and not (inc / "s390x-linux-gnu/bits").exists()
     assert (view / "usr/lib/s390x-linux-gnu/libz.so.1").is_file()
+
+
+def test_wrappers_read_host_system_folders_as_the_targets(tmp_path):
+    """-I/usr/include would put this host's libc headers before zig's: the wrapper maps it to
+    the target's library view, -L/usr/lib/... to the target's root, drops /usr/local."""
+    view, root = tmp_path / "my view", tmp_path / "root"
+    (view / "usr/include").mkdir(parents=True)
+    (view / "usr/include/onlytarget.h").write_text("#define ONLY_TARGET 7\n")
+    (root / "usr/lib/s390x-linux-gnu").mkdir(parents=True)
+    tc = toolchain(Target("3.11", "manylinux2014_s390x"), tmp_path / "cross", view, root, "k")
+    src = tmp_path / "x.c"
+    src.write_text("#include <stdio.h>\n#include <onlytarget.h>\n"
+                   "int f(void) { return ONLY_TARGET + (int)sizeof(FILE); }\n")
+    cmd = [tc.cc, "-O2", "-I/usr/include", "-I/usr/local/include",
+           "-L/usr/lib/s390x-linux-gnu", "-c", src, "-o", tmp_path / "x.o"]
+    subprocess.run(cmd, check=True, env={"PATH": "/usr/bin:/bin", **tc.env()})
+    assert (tmp_path / "x.o").read_bytes()[18:20] == (22).to_bytes(2, "big")
+    text = tc.cc.read_text()
+    assert "view='" in text and "exec " in text
