@@ -397,8 +397,14 @@ def _host_build(
         run.recipes.append(apply_on_host(recipe, settings.recipes, log_path, work, env))
     dist_dir = work / "dist"
     ldpaths: tuple[Path, ...] = ()
+    override = settings.overrides.get(run.node.name, {})
+    config_settings = tuple(override.get("config_settings") or ())
     if tools is not None:
         run.cross_meta = tools.provenance()
+        libraries = _target_libraries(tools, override, settings, log_path)
+        if libraries:
+            run.cross_meta["target_libraries"] = [
+                f"{b.library.name} {b.library.version}" for b in libraries]
         with open(log_path, "a", encoding="utf-8") as fh:
             fh.write(f"# cross build: zig {tools.toolchain.version} -target "
                      f"{tools.toolchain.target}, target Python {tools.python.version} from "
@@ -407,7 +413,8 @@ def _host_build(
             tools, sdist, src, work, env, log_path, python=python,
             env_python=shared.python if shared is not None else None,
             isolation=variant.isolation, timeout=settings.attempts.timeout,
-            pid_file=_pid_file(work),
+            pid_file=_pid_file(work), config_settings=config_settings,
+            libraries=tuple(b.prefix for b in libraries),
         )
         ldpaths = tuple(tools.python.lib_dirs)
     else:
@@ -415,6 +422,7 @@ def _host_build(
             argv = [python, build_in_env.__file__, "--python", str(shared.python)]
         else:
             argv = [python, "-m", "build", "--wheel"]
+        argv += [a for c in config_settings for a in ("--config-setting", c)]
         argv += ["--outdir", str(dist_dir)]
         if not variant.isolation:
             argv.append("--no-isolation")
@@ -475,6 +483,18 @@ def _cross_tools(settings: Settings, packages: tuple[str, ...] = (),
             settings.paths.cache / "cross" / "images" / "work",
         )
     return cross_tools(settings.target, c.engine, image, settings.paths.cache / "cross")
+
+
+def _target_libraries(tools, override: dict[str, Any], settings: Settings, log_path: Path):
+    """The package's target libraries (overrides.NAME.target_libraries), built from source
+    for the toolchain's target once (cross/libraries.py)."""
+    from .cross.libraries import build_libraries
+
+    names = list(override.get("target_libraries") or ())
+    if not names:
+        return []
+    return build_libraries(names, tools.toolchain, tools.python,
+                           settings.paths.cache / "cross" / "libs", log_path)
 
 
 def _cross_recipe(recipe: Recipe, settings: Settings, log_path: Path
@@ -595,6 +615,8 @@ def _container_build(
         timeout=settings.attempts.timeout,
         network=c.network,
         find_links=[settings.paths.wheels, settings.paths.downloads],
+        config_settings=tuple(settings.overrides.get(run.node.name, {}).get("config_settings")
+                              or ()),
     )
     run.container_meta = res.metadata()
     return res.wheel

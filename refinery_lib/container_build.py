@@ -246,6 +246,10 @@ def run_recipe_steps(req: dict, src: str) -> None:
 def build_wheel(req: dict, src: str, dist: str) -> str:
     variant = req.get("variant") or "isolated"
     argv = [sys.executable, "-m", "build", "--wheel", "--outdir", dist]
+    for setting in req.get("config_settings") or []:
+        if not isinstance(setting, str) or "=" not in setting:
+            raise StageError("build", f"a config setting must be KEY=VALUE: {setting!r}")
+        argv.append(f"--config-setting={setting}")
     if variant == "no-isolation":
         argv.append("--no-isolation")
     elif variant != "isolated":

@@ -784,6 +784,7 @@ def build_in_container(
     python: str | None = None,
     smoke: bool = True,
     ca_bundle: Path | None = HOST_CA_BUNDLE,
+    config_settings: Sequence[str] = (),
 ) -> ContainerBuildResult:
     """Build, repair and smoke-test `sdist` in a fresh container; return the repaired wheel.
 
@@ -823,6 +824,7 @@ def build_in_container(
         "family": family or (spec.family if spec else None),
         "system_packages": list(system_packages),
         "recipe_steps": [list(step) for step in recipe_steps],
+        "config_settings": list(config_settings),
         "smoke": smoke,
     }
     (work_dir / "request.json").write_text(json.dumps(request, indent=2))

@@ -91,6 +91,8 @@ def run_cross_build(
     isolation: bool,
     timeout: float | None,
     pid_file: Path,
+    config_settings: tuple[str, ...] = (),
+    libraries: tuple[Path, ...] = (),
 ) -> tuple[proc.Result, CrossBuild]:
     """Build `src` for the target into work/dist. `env_python` is a ready environment's
     interpreter (the warm-up's shared one); else an isolated attempt makes its own venv with
@@ -99,7 +101,7 @@ def run_cross_build(
     the build runs once more; a shared environment lacking them exits UNMET_EXIT (the caller
     then tries without it)."""
     reqs = read_build_requires(sdist)
-    cb = cross_build(tools.toolchain, tools.python, work / "cross", reqs.backend)
+    cb = cross_build(tools.toolchain, tools.python, work / "cross", reqs.backend, libraries)
     # pip installs build requirements for this host: none of the cross variables reach it
     pip_env = dict(env)
     env = {**env, **cb.env}
@@ -115,7 +117,7 @@ def run_cross_build(
         env_python = Path(sys.executable if python == sys.executable else python)
     argv = [python, build_in_env.__file__, "--python", str(env_python),
             "--pythonpath", cb.pythonpath]
-    for setting in cb.config_settings:
+    for setting in (*cb.config_settings, *config_settings):
         argv += ["--config-setting", setting]
     argv += ["--outdir", str(work / "dist"), str(src)]
     res = _build(argv, env, work, log_path, timeout, pid_file)

@@ -57,7 +57,8 @@ def _meson_str(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def meson_cross_file(tc: Toolchain, tp: TargetPython, flags: list[str]) -> str:
+def meson_cross_file(tc: Toolchain, tp: TargetPython, flags: list[str],
+                     link_flags: list[str]) -> str:
     family, endian, _ = MACHINES.get(tp.machine, (ZIG_ARCH.get(tp.machine, tp.machine),
                                                   "little", ""))
     emu = emulator(tp)
@@ -93,8 +94,8 @@ def meson_cross_file(tc: Toolchain, tp: TargetPython, flags: list[str]) -> str:
         "[built-in options]",
         f"c_args = {_meson_list(flags)}",
         f"cpp_args = {_meson_list(flags)}",
-        f"c_link_args = {_meson_list(tp.link_flags)}",
-        f"cpp_link_args = {_meson_list(tp.link_flags)}",
+        f"c_link_args = {_meson_list(link_flags)}",
+        f"cpp_link_args = {_meson_list(link_flags)}",
         "",
     ]
     return "\n".join(lines)
@@ -129,13 +130,17 @@ def cmake_toolchain_file(tc: Toolchain, tp: TargetPython) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cross_build(tc: Toolchain, tp: TargetPython, folder: Path, backend: str) -> CrossBuild:
+def cross_build(tc: Toolchain, tp: TargetPython, folder: Path, backend: str,
+                libraries: tuple[Path, ...] = ()) -> CrossBuild:
     """The cross settings of one attempt; the cross and toolchain files are written to
-    `folder` (the attempt's own)."""
+    `folder` (the attempt's own). `libraries` are prefixes of target libraries built from
+    source (libraries.py): searched first, for headers and for static archives."""
     folder.mkdir(parents=True, exist_ok=True)
-    flags = [*tp.include_flags, *tp.library_flags]
+    flags = [*(f"-I{p / 'include'}" for p in libraries), *tp.include_flags,
+             *tp.library_flags]
+    link_flags = [*(f"-L{p / 'lib'}" for p in libraries), *tp.link_flags]
     cross_file = folder / "meson-cross.ini"
-    cross_file.write_text(meson_cross_file(tc, tp, flags))
+    cross_file.write_text(meson_cross_file(tc, tp, flags, link_flags))
     toolchain_file = folder / "cmake-toolchain.cmake"
     toolchain_file.write_text(cmake_toolchain_file(tc, tp))
     cc, cxx = str(tc.cc), str(tc.cxx)
@@ -155,7 +160,7 @@ def cross_build(tc: Toolchain, tp: TargetPython, folder: Path, backend: str) -> 
             [str(tp.root / "usr" / "lib" / tp.multiarch / "pkgconfig"),
              str(tp.root / "usr" / "share" / "pkgconfig")]),
         "PKG_CONFIG_SYSROOT_DIR": str(tp.libview),
-        "LDFLAGS": " ".join(tp.link_flags),
+        "LDFLAGS": " ".join(link_flags),
         **tc.env(),
     }
     rust = MACHINES.get(tp.machine, ("", "", ""))[2]
