@@ -67,6 +67,17 @@ class Paths:
         return self.output / "simple"
 
 
+CROSS_OVERRIDES = Path(__file__).resolve().parent / "data" / "cross_overrides.yaml"
+
+
+def cross_overrides() -> dict[str, dict[str, Any]]:
+    """The cross builder's default per-package settings (data/cross_overrides.yaml)."""
+    import yaml
+
+    data = yaml.safe_load(CROSS_OVERRIDES.read_text()) or {}
+    return {canonicalize_name(k): v for k, v in (data.get("overrides") or {}).items()}
+
+
 class BuilderKind(StrEnum):
     """Who compiles: this host for itself, a container of the target arch, or this host for
     the target (cross). `auto` is resolved when settings are read, never kept."""
@@ -184,6 +195,8 @@ class Settings:
                 f"unknown build variant(s) {', '.join(unknown)}; known: " + ", ".join(variants)
             )
         overrides = {canonicalize_name(k): v for k, v in (config.get("overrides") or {}).items()}
+        if kind is BuilderKind.CROSS:
+            overrides = {**cross_overrides(), **overrides}
         no_binary = tuple(
             n if n == ":all:" else canonicalize_name(n) for n in strat.get("no_binary", [])
         )
