@@ -398,6 +398,13 @@ class Bench:
             f"figure 6 breakdown (median refinery run, {mid.seconds:.2f} s; pip wheel "
             f"{tp:.2f} s):", breakdown(mid.trace)))
 
+    # -- figure 9 --------------------------------------------------------------------------
+    def cross(self) -> None:
+        import cross_bench
+
+        rows = cross_bench.run(self.sizes.repeat, container=True, workdir=self._dir("cross"))
+        self.rows.extend(rows)
+
     # -- figure 7 --------------------------------------------------------------------------
     def panel(self) -> None:
         import panel_bench

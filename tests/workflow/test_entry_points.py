@@ -69,7 +69,9 @@ def test_toml_config_and_foreign_target_refused_by_local_builder(
 ):
     make_wheel(tmp_path / "in", "cfast", "1.0", "cp311-cp311-manylinux2014_aarch64")
     cfg = tmp_path / "refinery.toml"
-    cfg.write_text(f'[index]\nurl = "{index_url}"\n[target]\npython = "3.11"\n')
+    # the default builder would cross-compile for s390x (tests/containers/test_cross_e2e.py)
+    cfg.write_text(f'[index]\nurl = "{index_url}"\n[target]\npython = "3.11"\n'
+                   '[builder]\nkind = "local"\n')
     res = run_refinery(
         [
             "--input",
