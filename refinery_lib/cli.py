@@ -97,9 +97,9 @@ def _run_parser() -> argparse.ArgumentParser:
     co.add_argument(
         "--builder",
         choices=["auto", "local", "container", "cross"],
-        help="who compiles (default auto: local for this host's arch, container when "
-        "--container-preset/--container-image is given, else cross: zig on this host for the "
-        "target, imported under qemu in the target image)",
+        help="who compiles (default auto: local for --platform-tag native, container when "
+        "--container-preset/--container-image is given, local for this host's arch, else "
+        "cross: zig on this host for the target, imported under qemu in the target image)",
     )
     co.add_argument("--container-engine", choices=["podman", "docker"])
     co.add_argument("--container-preset", choices=["rocky", "fedora", "ubuntu", "debian"])

@@ -89,11 +89,14 @@ class BuilderKind(StrEnum):
 
 
 def resolve_builder(kind: str, target: Target, has_image: bool) -> BuilderKind:
-    """auto: container when an image or preset is named, local for the host's arch, else
-    cross."""
+    """auto: local for `native`, container when an image or preset is named, local for the
+    host's arch, else cross. (Under `snakemake --use-singularity` a preset or image names the
+    build rule's container, and the target is often native.)"""
     chosen = BuilderKind(kind)
     if chosen is not BuilderKind.AUTO:
         return chosen
+    if target.is_native:
+        return BuilderKind.LOCAL
     if has_image:
         return BuilderKind.CONTAINER
     if target.is_native or target.arch == host_arch():

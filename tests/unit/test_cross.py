@@ -41,6 +41,7 @@ def test_auto_builder_is_local_for_the_host_container_for_an_image_else_cross():
     host = Target("3.11", f"manylinux_2_28_{host_arch()}")
     foreign = Target("3.11", f"manylinux2014_{FOREIGN}")
     assert resolve_builder("auto", Target("3.11", "native"), False) is BuilderKind.LOCAL
+    assert resolve_builder("auto", Target("3.11", "native"), True) is BuilderKind.LOCAL
     assert resolve_builder("auto", host, False) is BuilderKind.LOCAL
     assert resolve_builder("auto", host, True) is BuilderKind.CONTAINER
     assert resolve_builder("auto", foreign, True) is BuilderKind.CONTAINER
