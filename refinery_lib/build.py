@@ -30,6 +30,7 @@ from .buildenv import (
     offline_miss,
     offline_vars,
     pip_vars,
+    read_build_requires,
     shared_env,
     shared_unmet,
 )
@@ -56,6 +57,8 @@ from .wheels import sha256_file
 
 log = logging.getLogger(__name__)
 
+#: build backends that choose their own compile flags (a CFLAGS variable only adds to them)
+OWN_FLAGS_BACKENDS = ("mesonpy", "scikit_build_core", "maturin", "cmeel", "py_build_cmake")
 _ERROR_LINE = re.compile(r"(error|Error|ERROR|fatal|No matching distribution|killed after)")
 
 
@@ -390,7 +393,11 @@ def _host_build(
         record, packages = _cross_recipe(recipe, settings, log_path)
         run.recipes.append(record)
     tools = _cross_tools(settings, packages, log_path) if cross else None
-    flags = tools.python.cflags if tools else _interpreter_cflags(python)
+    # setuptools replaces the interpreter's flags by CFLAGS; meson and CMake add CFLAGS to
+    # their own (release) flags, so they get only what the refinery adds
+    flags = ""
+    if not read_build_requires(sdist).backend.startswith(OWN_FLAGS_BACKENDS):
+        flags = tools.python.cflags if tools else _interpreter_cflags(python)
     env = _build_env(run.node.name, settings, variant, work, recipe, src, epoch, flags)
     env.update(offline or {})
     if not cross and not recipe.empty:
