@@ -101,13 +101,16 @@ def run_cross_build(
     the build runs once more; a shared environment lacking them exits UNMET_EXIT (the caller
     then tries without it)."""
     reqs = read_build_requires(sdist)
-    cb = cross_build(tools.toolchain, tools.python, work / "cross", reqs.backend, libraries)
+    # compiled-in paths (the source, and meson's or CMake's build folder in the attempt's
+    # folder) name the project, not this cache, so another cache builds the same bytes
+    prefix_maps = (f"-ffile-prefix-map={src}=/usr/src/{src.name}",
+                   f"-ffile-prefix-map={work}=/usr/src/build")
+    cb = cross_build(tools.toolchain, tools.python, work / "cross", reqs.backend, libraries,
+                     prefix_maps)
     # pip installs build requirements for this host: none of the cross variables reach it
     pip_env = dict(env)
     env = {**env, **cb.env}
     # the source path is not compiled in (another cache builds the same bytes)
-    prefix_map = f"-ffile-prefix-map={src}=/usr/src/{src.name}"
-    env["CPPFLAGS"] = f"{env['CPPFLAGS']} {prefix_map}"
     own = env_python is None and isolation
     if own:
         if reqs.problem:

@@ -101,7 +101,8 @@ def meson_cross_file(tc: Toolchain, tp: TargetPython, flags: list[str],
     return "\n".join(lines)
 
 
-def cmake_toolchain_file(tc: Toolchain, tp: TargetPython) -> str:
+def cmake_toolchain_file(tc: Toolchain, tp: TargetPython, prefix_maps: tuple[str, ...] = ()
+                         ) -> str:
     def q(text: str) -> str:
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -125,24 +126,30 @@ def cmake_toolchain_file(tc: Toolchain, tp: TargetPython) -> str:
         f"set(Python3_SOABI {q(tp.ext_suffix.strip('.').rsplit('.', 1)[0])})",
         f"include_directories(SYSTEM {q(str(tp.include))})",
     ]
+    if prefix_maps:
+        joined = q(" ".join(prefix_maps))
+        lines += [f"set(CMAKE_C_FLAGS_INIT {joined})", f"set(CMAKE_CXX_FLAGS_INIT {joined})"]
     if emu:
         lines.append(f"set(CMAKE_CROSSCOMPILING_EMULATOR {q(';'.join(emu))})")
     return "\n".join(lines) + "\n"
 
 
 def cross_build(tc: Toolchain, tp: TargetPython, folder: Path, backend: str,
-                libraries: tuple[Path, ...] = ()) -> CrossBuild:
+                libraries: tuple[Path, ...] = (), prefix_maps: tuple[str, ...] = ()
+                ) -> CrossBuild:
     """The cross settings of one attempt; the cross and toolchain files are written to
-    `folder` (the attempt's own). `libraries` are prefixes of target libraries built from
-    source (libraries.py): searched first, for headers and for static archives."""
+    `folder` (the attempt's own); meson builds in `folder/../meson-build`, a fixed folder, so
+    rebuilds compile the same paths. `libraries` are prefixes of target libraries built from
+    source (libraries.py): searched first, for headers and for static archives. `prefix_maps`
+    go into every compile."""
     folder.mkdir(parents=True, exist_ok=True)
     flags = [*(f"-I{p / 'include'}" for p in libraries), *tp.include_flags,
-             *tp.library_flags]
+             *tp.library_flags, *prefix_maps]
     link_flags = [*(f"-L{p / 'lib'}" for p in libraries), *tp.link_flags]
     cross_file = folder / "meson-cross.ini"
     cross_file.write_text(meson_cross_file(tc, tp, flags, link_flags))
     toolchain_file = folder / "cmake-toolchain.cmake"
-    toolchain_file.write_text(cmake_toolchain_file(tc, tp))
+    toolchain_file.write_text(cmake_toolchain_file(tc, tp, prefix_maps))
     cc, cxx = str(tc.cc), str(tc.cxx)
     joined = " ".join(flags)
     env = {
@@ -168,7 +175,9 @@ def cross_build(tc: Toolchain, tp: TargetPython, folder: Path, backend: str,
         env["CARGO_BUILD_TARGET"] = rust
     settings: tuple[str, ...] = ()
     if backend == "mesonpy":
-        settings = (f"setup-args=--cross-file={cross_file}",)
+        # meson-python's default build folder has a random name, compiled into debug info
+        settings = (f"setup-args=--cross-file={cross_file}",
+                    f"build-dir={folder.parent / 'meson-build'}")
     elif backend.startswith("scikit_build_core"):
         settings = (f"cmake.define.CMAKE_TOOLCHAIN_FILE={toolchain_file}",)
     return CrossBuild(env, settings, str(tp.sysconfig_dir), cross_file, toolchain_file,

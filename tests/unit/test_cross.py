@@ -75,13 +75,16 @@ def _toolchain(tmp_path: Path):
 
 def test_meson_cross_file_names_zig_qemu_big_endian_and_the_target_headers(tmp_path):
     tp = _target_python(tmp_path)
-    cb = backends.cross_build(_toolchain(tmp_path), tp, tmp_path / "attempt", "mesonpy")
+    cb = backends.cross_build(_toolchain(tmp_path), tp, tmp_path / "attempt" / "cross", "mesonpy",
+                              prefix_maps=("-ffile-prefix-map=/w=/usr/src/build",))
     text = cb.cross_file.read_text()
     assert "cpu_family = 's390x'" in text and "endian = 'big'" in text
     assert "needs_exe_wrapper = true" in text  # a boolean: a string breaks meson
+    assert "'-ffile-prefix-map=/w=/usr/src/build'" in text
     assert f"-I{tmp_path / 'include' / 'python3.11'}" in text
     assert str(tmp_path / "cross" / "toolchain-s390x-linux-gnu.2.17" / "bin" / "cc") in text
-    assert cb.config_settings == (f"setup-args=--cross-file={cb.cross_file}",)
+    assert cb.config_settings == (f"setup-args=--cross-file={cb.cross_file}",
+                                  f"build-dir={tmp_path / 'attempt' / 'meson-build'}")
     assert cb.env["_PYTHON_HOST_PLATFORM"] == "linux-s390x"
     assert cb.env["_PYTHON_SYSCONFIGDATA_NAME"] == "_sysconfigdata__s390x-linux-gnu"
     assert cb.env["CARGO_BUILD_TARGET"] == "s390x-unknown-linux-gnu"
