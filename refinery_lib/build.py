@@ -34,7 +34,7 @@ from .buildenv import (
     shared_env,
     shared_unmet,
 )
-from .cross.attempt import run_cross_build
+from .cross.attempt import cross_recipe, run_cross_build, target_libraries_for, tools_for
 from .errors import BuildError, CommandError, IndexAccessError
 from .files import inside, place_wheel, read_json, write_json
 from .hints import Hint, match_log, python_deps_from_hints, recipe_from_hints
@@ -390,9 +390,9 @@ def _host_build(
     src = extract_sdist(sdist, work / "src")
     packages: tuple[str, ...] = ()
     if cross and not recipe.empty:
-        record, packages = _cross_recipe(recipe, settings, log_path)
+        record, packages = cross_recipe(recipe, settings, log_path)
         run.recipes.append(record)
-    tools = _cross_tools(settings, packages, log_path) if cross else None
+    tools = tools_for(settings, packages, log_path) if cross else None
     # setuptools replaces the interpreter's flags by CFLAGS; meson and CMake add CFLAGS to
     # their own (release) flags, so they get only what the refinery adds
     flags = ""
@@ -408,7 +408,7 @@ def _host_build(
     config_settings = tuple(override.get("config_settings") or ())
     if tools is not None:
         run.cross_meta = tools.provenance()
-        libraries = _target_libraries(tools, override, settings, log_path)
+        libraries = target_libraries_for(tools, override, settings, log_path)
         if libraries:
             run.cross_meta["target_libraries"] = [
                 f"{b.library.name} {b.library.version}" for b in libraries]
@@ -467,61 +467,6 @@ def _host_build(
     if smoke.get("ok") is False:
         raise BuildError(f"smoke import failed: {smoke.get('detail', '')}", log_path)
     return wheel
-
-
-def _cross_tools(settings: Settings, packages: tuple[str, ...] = (),
-                 log_path: Path | None = None):
-    """zig for the target and the target's Python, from the target image (with a recipe's
-    target libraries installed into a derived image first)."""
-    from .containers import DEFAULT_IMAGE_CACHE, ensure_image, get_preset, image_with_packages
-    from .cross.attempt import cross_tools
-
-    c = settings.container
-    assert c is not None
-    arch = settings.target.arch
-    image = ensure_image(c.engine, c.preset or None, arch,
-                         Path(c.image_cache) if c.image_cache else DEFAULT_IMAGE_CACHE,
-                         image=c.image or None)
-    if packages:
-        preset = get_preset(c.preset or None)
-        image = image_with_packages(
-            c.engine, image, arch, packages, preset.family if preset else "apt",
-            log_path or settings.paths.logs / "target-libraries.log",
-            settings.paths.cache / "cross" / "images" / "work",
-        )
-    return cross_tools(settings.target, c.engine, image, settings.paths.cache / "cross")
-
-
-def _target_libraries(tools, override: dict[str, Any], settings: Settings, log_path: Path):
-    """The package's target libraries (overrides.NAME.target_libraries), built from source
-    for the toolchain's target once (cross/libraries.py)."""
-    from .cross.libraries import build_libraries
-
-    names = list(override.get("target_libraries") or ())
-    if not names:
-        return []
-    return build_libraries(names, tools.toolchain, tools.python,
-                           settings.paths.cache / "cross" / "libs", log_path)
-
-
-def _cross_recipe(recipe: Recipe, settings: Settings, log_path: Path
-                  ) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """A recipe of a cross attempt: its system packages are the target's libraries, installed
-    into the target image (contained: no host permission needed, as in a container build);
-    its steps would run on this host, which a cross build does not do."""
-    policy = settings.recipes
-    record: dict[str, Any] = {**recipe.to_json(), "where": "target image", "applied": False}
-    skipped = ("recipes disabled (--no-system-recipes)" if not policy.enabled
-               else "dry run (--dry-run-recipes)" if policy.dry_run else "")
-    if recipe.steps:
-        record["steps_skipped"] = "a cross build runs no recipe steps on this host"
-    if skipped or not recipe.system_packages:
-        record["skipped"] = skipped or record["steps_skipped"]
-        with open(log_path, "a", encoding="utf-8") as fh:
-            fh.write(f"recipe not run ({record['skipped']}): {recipe.to_json()}\n")
-        return record, ()
-    record["applied"] = True
-    return record, tuple(recipe.system_packages)
 
 
 def _cross_smoke(run: _Run, wheel: Path, work: Path, log_path: Path) -> dict[str, Any]:

@@ -15,13 +15,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from .. import proc
 from ..buildenv import read_build_requires, shared_unmet
 from ..errors import BuildError
 from ..pep517 import build_in_env
+from ..recipes import Recipe
+from ..settings import Settings
 from ..targets import Target
 from .backends import CrossBuild, cross_build
+from .libraries import BuiltLibrary, build_libraries
 from .sysroot import TargetPython, target_python
 from .toolchain import Toolchain, toolchain
 
@@ -136,3 +140,56 @@ def _build(argv: list[str], env: dict[str, str], work: Path, log_path: Path,
            timeout: float | None, pid_file: Path) -> proc.Result:
     return proc.run(argv, log_path=log_path, env=env, cwd=work, timeout=timeout, check=False,
                     pid_file=pid_file)
+
+
+def tools_for(settings: Settings, packages: tuple[str, ...] = (),
+              log_path: Path | None = None) -> CrossTools:
+    """zig for the target and the target's Python, from the target image (with a recipe's
+    target libraries installed into a derived image first)."""
+    from ..containers import DEFAULT_IMAGE_CACHE, ensure_image, get_preset, image_with_packages
+
+    c = settings.container
+    assert c is not None
+    arch = settings.target.arch
+    image = ensure_image(c.engine, c.preset or None, arch,
+                         Path(c.image_cache) if c.image_cache else DEFAULT_IMAGE_CACHE,
+                         image=c.image or None)
+    if packages:
+        preset = get_preset(c.preset or None)
+        image = image_with_packages(
+            c.engine, image, arch, packages, preset.family if preset else "apt",
+            log_path or settings.paths.logs / "target-libraries.log",
+            settings.paths.cache / "cross" / "images" / "work",
+        )
+    return cross_tools(settings.target, c.engine, image, settings.paths.cache / "cross")
+
+
+def target_libraries_for(tools: CrossTools, override: dict[str, Any], settings: Settings,
+                         log_path: Path) -> list[BuiltLibrary]:
+    """The package's target libraries (overrides.NAME.target_libraries), built from source
+    for the toolchain's target once (cross/libraries.py)."""
+    names = list(override.get("target_libraries") or ())
+    if not names:
+        return []
+    return build_libraries(names, tools.toolchain, tools.python,
+                           settings.paths.cache / "cross" / "libs", log_path)
+
+
+def cross_recipe(recipe: Recipe, settings: Settings, log_path: Path
+                 ) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """A recipe of a cross attempt: its system packages are the target's libraries, installed
+    into the target image (contained: no host permission needed, as in a container build);
+    its steps would run on this host, which a cross build does not do."""
+    policy = settings.recipes
+    record: dict[str, Any] = {**recipe.to_json(), "where": "target image", "applied": False}
+    skipped = ("recipes disabled (--no-system-recipes)" if not policy.enabled
+               else "dry run (--dry-run-recipes)" if policy.dry_run else "")
+    if recipe.steps:
+        record["steps_skipped"] = "a cross build runs no recipe steps on this host"
+    if skipped or not recipe.system_packages:
+        record["skipped"] = skipped or record["steps_skipped"]
+        with open(log_path, "a", encoding="utf-8") as fh:
+            fh.write(f"recipe not run ({record['skipped']}): {recipe.to_json()}\n")
+        return record, ()
+    record["applied"] = True
+    return record, tuple(recipe.system_packages)
