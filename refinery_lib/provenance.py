@@ -20,7 +20,16 @@ _BUILD_KEYS = (
     "fallback_from",
     "tags",
     "auditwheel",
+    "auditwheel_tag",
+    "grafted_libs",
     "image",
+    # the cross builder's toolchain and target (cross/attempt.py: CrossTools.provenance)
+    "zig",
+    "zig_target",
+    "target_glibc",
+    "target_python_image",
+    "target_python_image_id",
+    "target_libraries",
 )
 
 

@@ -106,6 +106,8 @@ def test_cross_builds_land_manylinux2014_s390x_wheels_that_import_under_qemu(
         assert smoke["modules"] == {name: "ok"}
         log = Path(meta["log_path"]).read_text()
         assert "--network none" in log and "auditwheel repair --plat auto" in log
+        prov = json.loads((tmp_path / "out" / "provenance" / f"{wheel.name}.json").read_text())
+        assert prov["build"]["builder"] == "cross" and prov["build"]["target_glibc"] == "2.17"
         shas[name] = _sha(wheel)
     # the C++ wheel needs no libstdc++: zig links libc++ statically
     xcpp = tmp_path / "out" / entries["xcpp"]["wheel"]

@@ -229,3 +229,17 @@ def test_cross_builds_get_the_shipped_package_settings_unless_the_user_has_their
     assert mine == {"env": {"A": "1"}}
     native = Settings.from_config({"target": {"platform_tag": "native"}}, tmp_path)
     assert "pillow" not in native.overrides
+
+
+def test_provenance_names_the_builder_zig_and_the_target_glibc():
+    from refinery_lib.models import Outcome, Status
+    from refinery_lib.provenance import provenance
+
+    meta = {"builder": "cross", "zig": "0.17.1", "zig_target": "s390x-linux-gnu.2.17",
+            "target_glibc": "2.17", "auditwheel_tag": "manylinux_2_17_s390x",
+            "target_libraries": ["zlib 1.2.13"], "smoke": {"ok": True}}
+    record = provenance(Outcome("x", "1", Status.BUILT, wheel="x.whl", metadata=meta), None, {})
+    assert {k: record["build"][k] for k in ("builder", "zig", "target_glibc",
+                                            "target_libraries")} == {
+        "builder": "cross", "zig": "0.17.1", "target_glibc": "2.17",
+        "target_libraries": ["zlib 1.2.13"]}
