@@ -6,7 +6,8 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-packages=(qemu-user-static binfmt-support mmdebstrap podman runc)
+# cmake: scikit-build-core's, in the cross builder's tests
+packages=(qemu-user-static binfmt-support mmdebstrap podman runc cmake)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,8 +8,9 @@
   qemu-user as the exe_wrapper for the tests meson runs;
 - scikit-build-core and other CMake users: a toolchain file (`CMAKE_TOOLCHAIN_FILE`, which
   CMake reads from the environment) with the same compilers, find-root and emulator;
-- Rust (setuptools-rust, maturin): `CARGO_BUILD_TARGET`, so cargo builds for the target or
-  fails naming the missing target, never silently for the host.
+- Rust (setuptools-rust, maturin): `CARGO_BUILD_TARGET` and zig as the target's linker, so
+  cargo builds for the target or fails naming the missing target, never silently for the
+  host; PyO3 reads the target interpreter from `PYO3_CROSS_LIB_DIR` (its sysconfig data).
 """
 
 from __future__ import annotations
@@ -173,6 +174,10 @@ def cross_build(tc: Toolchain, tp: TargetPython, folder: Path, backend: str,
     rust = MACHINES.get(tp.machine, ("", "", ""))[2]
     if rust:
         env["CARGO_BUILD_TARGET"] = rust
+        # PyO3/maturin read the target interpreter from its sysconfig data, not by running it
+        env["PYO3_CROSS_LIB_DIR"] = str(tp.sysconfig_dir)
+        env["PYO3_CROSS_PYTHON_VERSION"] = tp.version
+        env[f"CARGO_TARGET_{rust.upper().replace('-', '_')}_LINKER"] = cc
     settings: tuple[str, ...] = ()
     if backend == "mesonpy":
         # meson-python's default build folder has a random name, compiled into debug info

@@ -1,10 +1,11 @@
 """The cross builder end to end: x86_64 host, zig, the Debian s390x image's Python, qemu.
 
 From a local index, `refinery` with no builder flag refines x86_64 wheels of a C extension
-(cfast, setuptools), a C++ extension (xcpp, setuptools, libc++) and a meson-python extension
-(xmeson) compiled here, tagged what `auditwheel show` confirms, imported
-in the s390x image under qemu with the network off before they land, and a rebuild gives the
-same bytes. xprobe runs a target program at build time: its cross attempt fails for that, and
+(cfast, setuptools), a C++ extension (xcpp, setuptools, libc++), a meson-python extension
+(xmeson), a scikit-build-core extension (xcmake) and a C extension linking the target image's
+zlib (xzlib) to manylinux2014_s390x: compiled here, tagged what `auditwheel show` confirms,
+imported in the s390x image under qemu with the network off before they land, and a rebuild
+gives the same bytes. xprobe runs a target program at build time: its cross attempt fails for that, and
 the next attempt, in the container builder, lands it.
 """
 
@@ -29,13 +30,15 @@ from tests.fixtures.projects import build_sdist, make_wheel, write_project, writ
 pytestmark = pytest.mark.slow
 
 MESON_TOOLS = ("meson-python==0.22.1", "meson==1.12.1", "ninja==1.13.2",
-               "pyproject-metadata==0.12.1", "packaging==26.4")
+               "pyproject-metadata==0.12.1", "packaging==26.4",
+               # scikit-build-core drives the system's cmake (.ci/install.d/20-containers.sh)
+               "scikit-build-core==1.1.2", "pathspec==1.1.1")
 
 
 def meson_tools_wheels() -> list[Path]:
-    """meson-python and what it needs, as wheels for this host (build requirements of a cross
-    build run here)."""
-    folder = TOOLS_CACHE / "meson"
+    """meson-python, scikit-build-core and what they need, as wheels for this host (build
+    requirements of a cross build run here)."""
+    folder = TOOLS_CACHE / "cross-tools"
     folder.mkdir(parents=True, exist_ok=True)
     if len(list(folder.glob("*.whl"))) < len(MESON_TOOLS):
         subprocess.run(
@@ -79,16 +82,16 @@ def _run(tmp_path: Path, index: Path, env: dict, *extra: str):
 
 def test_cross_builds_land_manylinux2014_s390x_wheels_that_import_under_qemu(
         tmp_path, cross_index, isolated_pip_env, debian_s390x_image):
-    for name in ("cfast", "xcpp", "xmeson", "xzlib", "xprobe"):
+    for name in ("cfast", "xcpp", "xmeson", "xcmake", "xzlib", "xprobe"):
         make_wheel(tmp_path / "in", name, "1.0", "cp311-cp311-manylinux2014_x86_64")
     res = _run(tmp_path, cross_index, isolated_pip_env)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     entries = {e["name"]: e for e in manifest["entries"]}
     assert {n: e["status"] for n, e in entries.items()} == dict.fromkeys(
-        ("cfast", "xcpp", "xmeson", "xzlib", "xprobe"), "built")
+        ("cfast", "xcpp", "xmeson", "xcmake", "xzlib", "xprobe"), "built")
     shas = {}
-    for name in ("cfast", "xcpp", "xmeson", "xzlib"):
+    for name in ("cfast", "xcpp", "xmeson", "xcmake", "xzlib"):
         entry = entries[name]
         meta = entry["metadata"]
         assert meta["builder"] == "cross", name
@@ -118,8 +121,9 @@ def test_cross_builds_land_manylinux2014_s390x_wheels_that_import_under_qemu(
     assert entries["xzlib"]["metadata"]["grafted_libs"] == []
     xzlib = zipfile.ZipFile(tmp_path / "out" / entries["xzlib"]["wheel"])
     assert b"libz.so.1" in xzlib.read(next(n for n in xzlib.namelist() if n.endswith(".so")))
-    # the meson build went through the generated cross file
+    # the meson build went through the generated cross file, the CMake one the toolchain file
     assert "--cross-file=" in Path(entries["xmeson"]["metadata"]["log_path"]).read_text()
+    assert "CMAKE_TOOLCHAIN_FILE=" in Path(entries["xcmake"]["metadata"]["log_path"]).read_text()
 
     # xprobe ran a target program at build time: cross failed for that, the container landed it
     probe = entries["xprobe"]["metadata"]
