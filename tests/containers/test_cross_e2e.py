@@ -5,8 +5,8 @@ From a local index, `refinery` with no builder flag refines x86_64 wheels of a C
 (xmeson), a scikit-build-core extension (xcmake) and a C extension linking the target image's
 zlib (xzlib) to manylinux2014_s390x: compiled here, tagged what `auditwheel show` confirms,
 imported in the s390x image under qemu with the network off before they land, and a rebuild
-gives the same bytes. xprobe runs a target program at build time: its cross attempt fails for that, and
-the next attempt, in the container builder, lands it.
+gives the same bytes. xprobe runs a target program at build time: its cross attempt fails for
+that, and the next attempt, in the container builder, lands it.
 """
 
 from __future__ import annotations
