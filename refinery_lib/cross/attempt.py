@@ -10,7 +10,6 @@ PYTHONPATH, zig as the compilers and each backend's cross settings (backends.py)
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -114,14 +113,13 @@ def run_cross_build(
     # pip installs build requirements for this host: none of the cross variables reach it
     pip_env = dict(env)
     env = {**env, **cb.env}
-    # the source path is not compiled in (another cache builds the same bytes)
     own = env_python is None and isolation
     if own:
         if reqs.problem:
             raise BuildError(reqs.problem, log_path)
         env_python = make_venv(python, work / "venv", list(reqs.requires), pip_env, log_path)
     elif env_python is None:
-        env_python = Path(sys.executable if python == sys.executable else python)
+        env_python = Path(python)  # no isolation: the build interpreter's own packages
     argv = [python, build_in_env.__file__, "--python", str(env_python),
             "--pythonpath", cb.pythonpath]
     for setting in (*cb.config_settings, *config_settings):
