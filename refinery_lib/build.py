@@ -302,7 +302,7 @@ def _attempt(
         return _attempt(run, version, sdist, number, variant_name, recipe, (*tried, result))
     result.duration += sum(t.duration for t in tried)
     if not result.ok:
-        result.hints = [h.to_json() for h in match_log(log_path)]
+        result.hints = [h.to_json() for h in match_log(log_path) if h.category != "advice"]
         _step_down(run, result)
         why = "timeout" if result.timed_out else f"exit {result.exit_code}"
         result.detail = f"attempt {number} ({variant_name}) failed ({why}): " + (
@@ -619,6 +619,11 @@ def _success(run: _Run, result: AttemptResult, version: str, sdist: Path) -> Out
         "tags": sorted(str(t) for t in parse_wheel_filename(dest.name)[3]),
     }
     detail = f"built {dest.name} from {sdist.name} (attempt {result.number}, {result.variant})"
+    # what the build went without (hints of category `advice` in its log)
+    advice = [h.to_json() for h in match_log(result.log_path) if h.category == "advice"]
+    if advice:
+        meta["advice"] = advice
+        detail += "; advice: " + "; ".join(_hint_summary(h) for h in advice)
     meta["fallback_from"] = node.version if version != node.version else ""
     if version != node.version:
         detail += (

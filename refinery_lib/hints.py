@@ -36,6 +36,8 @@ CATEGORIES = frozenset(
         "fortran",
         "s390x",
         "cross",
+        # matched on the log of a build that succeeded: what it was built without
+        "advice",
         "python-dep",
         "other",
     }
