@@ -682,3 +682,18 @@ def test_script_builds_repairs_and_imports(tmp_path, arc4random_sdist):
     assert result["smoke"]["modules"] == {"cnew": "ok"}
     assert result["smoke"]["arch"] == "x86_64"
     assert set(result["timings"]) >= {"build", "repair", "smoke"}
+
+
+def test_smoke_unpacks_a_plain_wheel_and_leaves_data_wheels_to_pip(tmp_path):
+    from tests.fixtures.projects import make_wheel
+
+    plain = make_wheel(tmp_path / "w", "plain", "1.0")
+    assert cb.unpack_plain_wheel(str(plain), str(tmp_path / "site"))
+    assert (tmp_path / "site" / "plain" / "__init__.py").is_file()
+    data = make_wheel(tmp_path / "w", "withdata", "1.0",
+                      files={"withdata-1.0.data/scripts/tool": b"#!/bin/sh\n"})
+    assert not cb.unpack_plain_wheel(str(data), str(tmp_path / "site2"))
+    evil = make_wheel(tmp_path / "w", "evil", "1.0", files={"../outside.py": b"x = 1\n"})
+    with pytest.raises(cb.StageError, match="escapes"):
+        cb.unpack_plain_wheel(str(evil), str(tmp_path / "site3"))
+    assert not (tmp_path / "outside.py").exists()
