@@ -653,7 +653,11 @@ def image_with_packages(
     and committing it; the same validated package names as a container recipe."""
     if not packages:
         return image
-    key = hashlib.sha256(json.dumps([image, family, sorted(packages)]).encode()).hexdigest()
+    from .cross.sysroot import image_id
+
+    # keyed by the base image's id too: a base built again makes a new derived image
+    key = hashlib.sha256(json.dumps([image, image_id(engine, image), family,
+                                     sorted(packages)]).encode()).hexdigest()
     base, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
     ref = f"{base}:{tag or 'latest'}-lib{key[:12]}"
     cache_dir = work_dir.parent
