@@ -395,8 +395,9 @@ def _host_build(
     tools = tools_for(settings, packages, log_path) if cross else None
     # setuptools replaces the interpreter's flags by CFLAGS; meson and CMake add CFLAGS to
     # their own (release) flags, so they get only what the refinery adds
+    reqs = read_build_requires(sdist)
     flags = ""
-    if not read_build_requires(sdist).backend.startswith(OWN_FLAGS_BACKENDS):
+    if not reqs.backend.startswith(OWN_FLAGS_BACKENDS):
         flags = tools.python.cflags if tools else _interpreter_cflags(python)
     env = _build_env(run.node.name, settings, variant, work, recipe, src, epoch, flags)
     env.update(offline or {})
@@ -417,7 +418,7 @@ def _host_build(
                      f"{tools.toolchain.target}, target Python {tools.python.version} from "
                      f"{tools.python.image}\n")
         res, _ = run_cross_build(
-            tools, sdist, src, work, env, log_path, python=python,
+            tools, reqs, src, work, env, log_path, python=python,
             env_python=shared.python if shared is not None else None,
             isolation=variant.isolation, timeout=settings.attempts.timeout,
             pid_file=_pid_file(work), config_settings=config_settings,

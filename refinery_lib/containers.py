@@ -304,6 +304,15 @@ def image_arch(engine: str, image: str) -> str | None:
     return res.output.strip().splitlines()[-1] if res.output.strip() else ""
 
 
+def image_id(engine: str, image: str) -> str:
+    """The engine's id of `image` (sha256 hex)."""
+    try:
+        res = proc.run([engine, "image", "inspect", "--format", "{{.Id}}", image], timeout=120)
+    except CommandError as exc:
+        raise BuildError(f"cannot inspect the image {image}: {exc}") from exc
+    return res.output.strip().splitlines()[-1].removeprefix("sha256:")
+
+
 def bootstrap_argv(engine: str, arch: str, cache_dir: Path, tag: str | None = None,
                    *, force: bool = False) -> list[str]:
     """The command that bootstraps the Debian builder image (what `make build-debian` runs)."""
@@ -653,8 +662,6 @@ def image_with_packages(
     and committing it; the same validated package names as a container recipe."""
     if not packages:
         return image
-    from .cross.sysroot import image_id
-
     # keyed by the base image's id too: a base built again makes a new derived image
     key = hashlib.sha256(json.dumps([image, image_id(engine, image), family,
                                      sorted(packages)]).encode()).hexdigest()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,16 @@ def inside(folder: Path, name: str) -> Path:
     if target.parent != base and base not in target.parents:
         raise UnsafeNameError(f"{name!r} escapes {folder}")
     return target
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """An exclusive flock on `lock_path` (made with its folder) across processes, for work
+    done once per key (a marker inside says it is done)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:

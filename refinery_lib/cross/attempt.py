@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import proc
-from ..buildenv import read_build_requires, shared_unmet
+from ..buildenv import BuildRequires, shared_unmet
 from ..errors import BuildError
 from ..pep517 import build_in_env
 from ..recipes import Recipe
@@ -48,15 +48,11 @@ class CrossTools:
 
 
 @lru_cache(maxsize=4)
-def _tools(target: Target, engine: str, image: str, root: Path) -> CrossTools:
+def cross_tools(target: Target, engine: str, image: str, root: Path) -> CrossTools:
+    """The toolchain wrappers and the target Python (exported from `image` once)."""
     tp = target_python(engine, image, target.arch, target.python, root)
     tc = toolchain(target, root, tp.libview, tp.root, tp.image_id[:16])
     return CrossTools(tc, tp)
-
-
-def cross_tools(target: Target, engine: str, image: str, root: Path) -> CrossTools:
-    """The toolchain wrappers and the target Python (exported from `image` once)."""
-    return _tools(target, engine, image, root)
 
 
 def make_venv(python: str, venv: Path, requires: list[str], env: Mapping[str, str],
@@ -83,7 +79,7 @@ def install(python: str, venv_python: Path, requires: list[str], env: Mapping[st
 
 def run_cross_build(
     tools: CrossTools,
-    sdist: Path,
+    reqs: BuildRequires,
     src: Path,
     work: Path,
     env: dict[str, str],
@@ -103,7 +99,6 @@ def run_cross_build(
     Requirements the backend names at build time are installed into an attempt's own venv and
     the build runs once more; a shared environment lacking them exits UNMET_EXIT (the caller
     then tries without it)."""
-    reqs = read_build_requires(sdist)
     # compiled-in paths (the source, and meson's or CMake's build folder in the attempt's
     # folder) name the project, not this cache, so another cache builds the same bytes
     prefix_maps = (f"-ffile-prefix-map={src}=/usr/src/{src.name}",

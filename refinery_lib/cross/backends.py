@@ -41,7 +41,6 @@ class CrossBuild:
     pythonpath: str  # the hook's PYTHONPATH: only the target's sysconfig data
     cross_file: Path
     toolchain_file: Path
-    emulator: tuple[str, ...]
 
 
 def emulator(tp: TargetPython) -> tuple[str, ...]:
@@ -185,5 +184,4 @@ def cross_build(tc: Toolchain, tp: TargetPython, folder: Path, backend: str,
                     f"build-dir={folder.parent / 'meson-build'}")
     elif backend.startswith("scikit_build_core"):
         settings = (f"cmake.define.CMAKE_TOOLCHAIN_FILE={toolchain_file}",)
-    return CrossBuild(env, settings, str(tp.sysconfig_dir), cross_file, toolchain_file,
-                      emulator(tp))
+    return CrossBuild(env, settings, str(tp.sysconfig_dir), cross_file, toolchain_file)

@@ -9,7 +9,6 @@ sha256-checked source archive whose every member passes tarfile's data filter.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -24,7 +23,7 @@ import yaml
 
 from .. import proc
 from ..errors import BuildError, CommandError, ConfigError
-from ..files import inside
+from ..files import exclusive, inside, write_json
 from .backends import cmake_toolchain_file
 from .sysroot import TargetPython
 from .toolchain import Toolchain
@@ -91,9 +90,7 @@ def build_library(lib: TargetLibrary, tc: Toolchain, tp: TargetPython, root: Pat
     """`lib` built for the toolchain's target under `root` (once; a marker says it is done)."""
     folder = inside(root, f"{lib.name}-{lib.version}-{tc.target}-{lib.key}")
     marker = folder / "built.json"
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f".{folder.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive(root / f".{folder.name}.lock"):
         if not marker.is_file():
             shutil.rmtree(folder, ignore_errors=True)
             work = folder / "work"
@@ -112,8 +109,8 @@ def build_library(lib: TargetLibrary, tc: Toolchain, tp: TargetPython, root: Pat
                 raise BuildError(f"building the target library {lib.name} {lib.version} for "
                                  f"{tc.target} failed: {exc}", log_path) from exc
             shutil.rmtree(work, ignore_errors=True)
-            marker.write_text(json.dumps({"name": lib.name, "version": lib.version,
-                                          "target": tc.target, "zig": tc.version}))
+            write_json(marker, {"name": lib.name, "version": lib.version,
+                                "target": tc.target, "zig": tc.version})
     return BuiltLibrary(lib, folder / "prefix")
 
 

@@ -12,7 +12,6 @@ meson exe_wrapper under qemu). Absolute symbolic links are rewritten to stay ins
 from __future__ import annotations
 
 import ast
-import fcntl
 import json
 import os
 import posixpath
@@ -24,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import proc
+from ..containers import image_id, oci_arch
 from ..errors import BuildError, CommandError
-from ..files import inside
+from ..files import exclusive, inside, write_json
 
 _KEEP = re.compile(
     r"^(usr/include/|usr/lib/|usr/lib64/|lib(32|64)?(/|$)|usr/bin/python3|var/lib/dpkg/info/.*\.list$)"
@@ -89,10 +89,6 @@ class TargetPython:
         ]
         return [d for d in dirs if d.is_dir()]
 
-    @property
-    def interpreter(self) -> Path:
-        return self.root / "usr" / "bin" / f"python{self.version}"
-
     def to_json(self) -> dict:
         return {k: str(v) for k, v in self.__dict__.items()}
 
@@ -100,14 +96,6 @@ class TargetPython:
     def from_json(cls, data: dict) -> TargetPython:
         paths = {"root", "include", "sysconfig_dir", "libview"}
         return cls(**{k: Path(v) if k in paths else v for k, v in data.items()})
-
-
-def image_id(engine: str, image: str) -> str:
-    try:
-        res = proc.run([engine, "image", "inspect", "--format", "{{.Id}}", image], timeout=120)
-    except CommandError as exc:
-        raise BuildError(f"cannot inspect the target image {image}: {exc}") from exc
-    return res.output.strip().splitlines()[-1].removeprefix("sha256:")
 
 
 def target_python(
@@ -118,15 +106,10 @@ def target_python(
     ident = image_id(engine, image)
     folder = inside(root, f"sysroot-{arch}-{ident[:16]}-v{LAYOUT}")
     record = folder / "target-python.json"
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f".sysroot-{ident[:16]}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive(root / f".sysroot-{ident[:16]}.lock"):
         if not record.is_file():
             _export(engine, image, arch, folder, log_path)
-            found = _describe(folder, image, ident)
-            tmp = record.with_suffix(".tmp")
-            tmp.write_text(json.dumps(found.to_json(), indent=2, sort_keys=True))
-            os.replace(tmp, record)
+            write_json(record, _describe(folder, image, ident).to_json())
     found = TargetPython.from_json(json.loads(record.read_text()))
     if found.version != python:
         raise BuildError(
@@ -141,8 +124,6 @@ def target_python(
 
 def _export(engine: str, image: str, arch: str, folder: Path, log_path: Path | None) -> None:
     """Export the image's filesystem and keep the parts a cross build reads."""
-    from ..containers import oci_arch
-
     shutil.rmtree(folder, ignore_errors=True)
     partial = folder.with_name(folder.name + f".partial-{uuid.uuid4().hex[:8]}")
     partial.mkdir(parents=True)

@@ -8,7 +8,6 @@ tool is a small wrapper script in a folder of the cache (paths are ours, never u
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import os
 import shlex
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from .. import proc
 from ..errors import BuildError, CommandError
+from ..files import exclusive
 from ..targets import Target
 
 # platform-tag machine -> zig's architecture name
@@ -138,8 +138,7 @@ def toolchain(target: Target, root: Path, view: Path | None = None,
     bin_dir.mkdir(parents=True, exist_ok=True)
     cache = root / "zig-cache"
     cache.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive(folder / ".lock"):
         for name, sub in TOOLS.items():
             flags = ["-target", triple] if sub in ("cc", "c++") else []
             command = shlex.join([str(zig), sub, *flags])
