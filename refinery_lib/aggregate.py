@@ -23,6 +23,7 @@ from .files import inside, place_wheel, read_json, write_json, write_tree
 from .history import History
 from .models import BAD_STATUSES, Action, Outcome, PlanNode, Status
 from .provenance import provenance
+from .safe_env import redact_data
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -348,7 +349,8 @@ def aggregate(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
         if outcome.status in LANDED and outcome.wheel:
             planned = outcome.metadata.get("fallback_from") or outcome.version
             node = nodes.get((outcome.name, planned))
-            record = provenance(outcome, node, manifest["target"])
+            # a sdist URL may carry the index's credentials
+            record = redact_data(provenance(outcome, node, manifest["target"]))
             if outcome.status in (Status.BUILT, Status.CACHED):
                 # a file beside the manifest only where there is a story to tell (sdist, build);
                 # a reused or fetched wheel's origin stays in the manifest: one file less per
@@ -358,6 +360,7 @@ def aggregate(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
                 )
             entry["provenance"] = record
     write_tree(settings.paths.output / "provenance", prov)
+    manifest["entries"] = redact_data(manifest["entries"])  # reasons quote build output
     write_json(settings.paths.manifest, manifest)
     history = History(settings.paths.history_db)
     history.start_run(run_id, target.python_tag, target.platform_tag)

@@ -51,6 +51,7 @@ from .reproducible import (
     normalize_wheel,
     source_date_epoch,
 )
+from .safe_env import build_base_env
 from .settings import BuilderKind, Settings
 from .smoke import smoke_import
 from .wheels import sha256_file
@@ -775,13 +776,12 @@ def _build_env(
     epoch: int,
     default_cflags: str = "",
 ) -> dict[str, str]:
-    """The environment of a build on this host: the host's, less --no-binary, plus the
-    build's. CFLAGS/CXXFLAGS replace the interpreter's compile flags in setuptools, so unless
-    a variant, a recipe or the caller sets them they start from `default_cflags` (the
-    interpreter's own: -O2 and the rest; without them zig builds unoptimised, with its debug
-    runtime linked in)."""
-    env = dict(os.environ)
-    env.pop("PIP_NO_BINARY", None)  # --no-binary is for the target packages, not build deps
+    """The environment of a build on this host: the allow-listed part of the host's
+    (`safe_env`), plus the build's. CFLAGS/CXXFLAGS replace the interpreter's compile flags
+    in setuptools, so unless a variant, a recipe or the caller sets them they start from
+    `default_cflags` (the interpreter's own: -O2 and the rest; without them zig builds
+    unoptimised, with its debug runtime linked in)."""
+    env = build_base_env(settings.pass_env)  # allow-listed: no token, no host pip config
     env.update(_build_vars(name, settings, variant, work, recipe, epoch))
     # compiled-in paths name the project, not this cache, so another cache builds the same bytes
     prefix_map = f"-ffile-prefix-map={src}=/usr/src/{src.name}"

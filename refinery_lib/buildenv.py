@@ -44,6 +44,7 @@ from .attempts import order_variants, variant_stats
 from .errors import BuildError, CommandError, InvalidWheelError
 from .interpreter import check_local_target, interpreter_for
 from .pep517.build_in_env import LACKS, distributions, site_packages
+from .safe_env import build_base_env
 from .settings import BuilderKind, Settings
 from .wheels import sdist_members
 
@@ -138,8 +139,10 @@ def first_isolated_pins(settings: Settings, name: str) -> tuple[str, ...] | None
 
 def pip_vars(settings: Settings) -> dict[str, str]:
     """The pip variables every build and the warm-up use: indexes, cache folders as
-    find-links (dependencies built earlier, downloads)."""
+    find-links (dependencies built earlier, downloads), and no pip configuration file of this
+    host's (the settings say which indexes a build sees; PIP_CERT is passed on)."""
     env = settings.pip_index_env()
+    env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_FIND_LINKS"] = f"{settings.paths.wheels} {settings.paths.downloads}"
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     return env
@@ -247,15 +250,13 @@ def _downloader(settings: Settings, log_path: Path, scratch: Path) -> _Downloade
     if settings.builder is not BuilderKind.CONTAINER:
         if settings.builder is BuilderKind.LOCAL:
             check_local_target(settings)
-        env = dict(os.environ)
-        env.pop("PIP_NO_BINARY", None)  # as in local builds: --no-binary is for target packages
+        env = build_base_env(settings.pass_env)  # as a build's: no secrets, no host pip config
         env.update(pip_vars(settings))
         return _Downloader(
             [interpreter_for(settings.target.python), *base], env, dest, log_path, scratch
         )
     # a container build sees the build's own variables only, not this host's pip config
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k == "PIP_CERT"}
-    env["PIP_CONFIG_FILE"] = os.devnull
+    env = build_base_env(settings.pass_env)
     env.update(pip_vars(settings))
     argv = [sys.executable, *base, *settings.target.pip_binary_args()]
     return _Downloader(argv, env, dest, log_path, scratch)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import proc
+from . import proc, safe_env
 from .errors import BuildError, CommandError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -539,8 +539,10 @@ def engine_argv(
 
 
 def engine_env(env: Mapping[str, str] | None) -> dict[str, str]:
-    """The environment of the engine process for an argv made by `engine_argv`."""
-    return {**os.environ, **{k: str(v) for k, v in (env or {}).items()}}
+    """The environment of the engine process for an argv made by `engine_argv`: no secrets
+    of this host's (the engine passes on only the names it is told, but its hooks and
+    helpers see its whole environment)."""
+    return safe_env.engine_env(env)
 
 
 def _cpus(cpu: str | float) -> str:

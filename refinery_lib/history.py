@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .safe_env import known_secrets, redact, redact_data
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -117,7 +119,9 @@ class History:
         python_tag: str = "",
         platform_tag: str = "",
     ) -> int:
-        """Insert events not seen before (by uid); returns how many were new."""
+        """Insert events not seen before (by uid); returns how many were new. Known secrets
+        are redacted on the way in (`safe_env`): the panel shows the history to anyone."""
+        secrets = known_secrets()
         rows = []
         for ev in events:
             rows.append(
@@ -130,8 +134,9 @@ class History:
                     ev.get("python_tag", python_tag),
                     ev.get("platform_tag", platform_tag),
                     str(ev["status"]),
-                    ev.get("detail", ""),
-                    json.dumps(ev.get("metadata", {}), sort_keys=True, default=str),
+                    redact(ev.get("detail", ""), secrets),
+                    json.dumps(redact_data(ev.get("metadata", {}), secrets), sort_keys=True,
+                               default=str),
                 )
             )
         with self.connect() as con:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import logging
 import os
 import re
 import ssl
@@ -29,7 +31,39 @@ from packaging.version import InvalidVersion, Version
 from .errors import IndexAccessError, UnsafeNameError
 from .models import DistFile
 
+log = logging.getLogger(__name__)
+
 _ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.2"
+#: a link or a redirect keeps its page's family: web pages lead to web files, and only a
+#: folder index (file://) to local files. An index page is a stranger's text: without this a
+#: https page could make the refinery build a local file, or a redirect leave for ftp://.
+_FAMILIES = {"http": "web", "https": "web", "file": "file"}
+
+
+def scheme_family(url: str) -> str | None:
+    """"web" for http(s), "file" for file:, None for anything else."""
+    return _FAMILIES.get(urllib.parse.urlsplit(url).scheme.lower())
+
+
+def same_family(base: str, url: str) -> bool:
+    family = scheme_family(base)
+    return family is not None and scheme_family(url) == family
+
+
+class _KeepFamilyRedirect(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only within its request's scheme family (http <-> https), and
+    sends the index's credentials on only to the same host (urllib would send them on)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if not same_family(req.full_url, newurl):
+            raise urllib.error.HTTPError(
+                newurl, code, f"refusing a redirect from {req.full_url} to another scheme: "
+                f"{newurl}", headers, fp)
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and (urllib.parse.urlsplit(newurl).hostname
+                                != urllib.parse.urlsplit(req.full_url).hostname):
+            new.remove_header("Authorization")
+        return new
 _SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")
 _TIMEOUT = 60
 
@@ -69,6 +103,12 @@ class SimpleIndex:
     extra_urls: tuple[str, ...] = ()
     trusted_hosts: tuple[str, ...] = ()
     _pages: dict[str, list[DistFile]] = field(default_factory=dict, repr=False)
+    #: per project: links refused and pages that could not be read, for the plan's reasons
+    _problems: dict[str, list[str]] = field(default_factory=dict, repr=False)
+
+    def problems(self, name: str) -> list[str]:
+        """What went wrong reading `name`'s pages: a project planned missing says why."""
+        return list(self._problems.get(canonicalize_name(name), ()))
 
     def _context(self, url: str) -> ssl.SSLContext | None:
         parsed = urllib.parse.urlsplit(url)
@@ -85,14 +125,35 @@ class SimpleIndex:
             cafile=cafile if cafile and Path(cafile).exists() else None
         )
 
+    def _auth(self) -> dict[str, dict[str, str]]:
+        """host:port -> the Authorization header of the configured index there."""
+        out: dict[str, dict[str, str]] = {}
+        for base in (self.url, *self.extra_urls):
+            bare, headers = _credentials_apart(base)
+            if headers:
+                out.setdefault(urllib.parse.urlsplit(bare).netloc.lower(), headers)
+        return out
+
     def _open(self, url: str, accept: str | None = None):
-        scheme = urllib.parse.urlsplit(url).scheme
-        if scheme not in ("http", "https", "file"):
+        family = scheme_family(url)
+        if family is None:
             raise IndexAccessError(f"unsupported URL scheme in {url!r}")
-        req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+        if family not in {scheme_family(u) for u in (self.url, *self.extra_urls)}:
+            raise IndexAccessError(f"refusing {url}: no configured index is a {family} index")
+        url, headers = _credentials_apart(url)
+        if not headers:  # a file of the index: the index's credentials, on its host only
+            headers = dict(self._auth().get(urllib.parse.urlsplit(url).netloc.lower(), {}))
+        if accept:
+            headers["Accept"] = accept
+        req = urllib.request.Request(url, headers=headers)
+        handlers: list[urllib.request.BaseHandler] = [_KeepFamilyRedirect()]
+        if family == "web":
+            handlers.append(urllib.request.HTTPSHandler(context=self._context(url)))
         try:
-            return urllib.request.urlopen(req, timeout=_TIMEOUT, context=self._context(url))  # noqa: S310
-        except urllib.error.HTTPError:
+            return urllib.request.build_opener(*handlers).open(req, timeout=_TIMEOUT)
+        except urllib.error.HTTPError as exc:
+            if exc.code in (301, 302, 303, 307, 308):  # a redirect refused above
+                raise IndexAccessError(str(exc.reason)) from exc
             raise
         except (urllib.error.URLError, OSError) as exc:
             raise IndexAccessError(f"cannot reach {url}: {exc}") from exc
@@ -104,6 +165,7 @@ class SimpleIndex:
             return self._pages[norm]
         seen: dict[str, DistFile] = {}
         errors: list[str] = []
+        refused: list[str] = []
         found_any = False
         for base in (self.url, *self.extra_urls):
             page = base.rstrip("/") + f"/{urllib.parse.quote(norm)}/"
@@ -112,7 +174,7 @@ class SimpleIndex:
                 if (local / "index.html").exists():
                     page += "index.html"
             try:
-                files = self._read_page(page)
+                files = self._read_page(page, refused)
             except urllib.error.HTTPError as exc:
                 if exc.code == 404:
                     continue
@@ -126,22 +188,24 @@ class SimpleIndex:
             found_any = True
             for f in files:
                 seen.setdefault(f.filename, f)
+        self._problems[norm] = errors + [f"ignored a link to another scheme: {u}"
+                                         for u in refused]
         if errors and not found_any:
             raise IndexAccessError("; ".join(errors))
         self._pages[norm] = list(seen.values())
         return self._pages[norm]
 
-    def _read_page(self, page: str) -> list[DistFile]:
+    def _read_page(self, page: str, refused: list[str]) -> list[DistFile]:
         with self._open(page, _ACCEPT) as resp:
             body = resp.read()
             ctype = resp.headers.get("Content-Type", "") if hasattr(resp, "headers") else ""
             final = resp.geturl() if hasattr(resp, "geturl") else page
         if "json" in ctype:
-            return _parse_json_page(json.loads(body), final)
+            return _parse_json_page(json.loads(body), final, refused)
         text = body.decode("utf-8", errors="replace")
         if text.lstrip().startswith("{"):
-            return _parse_json_page(json.loads(text), final)
-        return _parse_html_page(text, final)
+            return _parse_json_page(json.loads(text), final, refused)
+        return _parse_html_page(text, final, refused)
 
     def releases(self, name: str) -> list[Release]:
         out: list[Release] = []
@@ -212,7 +276,33 @@ def _hash_from_fragment(url: str) -> tuple[str, str]:
     return base, ""
 
 
-def _parse_html_page(text: str, page_url: str) -> list[DistFile]:
+def _credentials_apart(url: str) -> tuple[str, dict[str, str]]:
+    """`https://user:password@host/...` as pip takes it: the URL without its user info, and
+    that user info as a Basic Authorization header. A link to another host carries none (an
+    absolute link has its own user info or none), nor does a redirect to another host
+    (`_KeepFamilyRedirect`)."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, {}
+    info, _, host = parts.netloc.rpartition("@")
+    user, _, password = info.partition(":")
+    token = base64.b64encode(
+        f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()).decode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), {"Authorization": f"Basic {token}"}
+
+
+def _kept(page_url: str, url: str, refused: list[str] | None) -> bool:
+    if same_family(page_url, url):
+        return True
+    log.warning("index page %s links to %s: another scheme, ignored", page_url,
+                url.split("#")[0])
+    if refused is not None:
+        refused.append(url.split("#")[0])
+    return False
+
+
+def _parse_html_page(text: str, page_url: str, refused: list[str] | None = None
+                     ) -> list[DistFile]:
     parser = _LinkParser()
     parser.feed(text)
     out = []
@@ -221,6 +311,8 @@ def _parse_html_page(text: str, page_url: str) -> list[DistFile]:
         if not href:
             continue
         absolute = urllib.parse.urljoin(page_url, href)
+        if not _kept(page_url, absolute, refused):
+            continue
         url, sha = _hash_from_fragment(absolute)
         filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
         try:
@@ -241,7 +333,8 @@ def _parse_html_page(text: str, page_url: str) -> list[DistFile]:
     return out
 
 
-def _parse_json_page(data: dict, page_url: str) -> list[DistFile]:
+def _parse_json_page(data: dict, page_url: str, refused: list[str] | None = None
+                     ) -> list[DistFile]:
     out = []
     for f in data.get("files", []):
         filename = f.get("filename", "")
@@ -250,6 +343,8 @@ def _parse_json_page(data: dict, page_url: str) -> list[DistFile]:
         except UnsafeNameError:
             continue
         url = urllib.parse.urljoin(page_url, f.get("url", ""))
+        if not _kept(page_url, url, refused):
+            continue
         url, frag_sha = _hash_from_fragment(url)
         meta = f.get("core-metadata", f.get("dist-info-metadata", False))
         out.append(

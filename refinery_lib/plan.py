@@ -220,6 +220,7 @@ class Planner:
         if source is None:
             node.action = Action.MISSING
             node.detail = f"{why}; no sdist and no target wheel of {node.name} {ver} on the index"
+            node.detail += "".join(f"; {p}" for p in self.index.problems(node.name))
             return
         node.source = source
         node.action = Action.FETCH if source["kind"] == "wheel" else Action.BUILD
@@ -340,6 +341,7 @@ class Planner:
                 f"no version of {name} on the index satisfies {req} for Python "
                 f"{self.target.python} (needed by {who})"
                 + (f"; available: {known}" if known else "; the index has no such project")
+                + "".join(f"; {p}" for p in self.index.problems(name))
             )
             return node
         self._assign_source(node, version, releases, [req.specifier], f"dependency {req} of {who}")

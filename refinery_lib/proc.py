@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
+import selectors
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CommandError
+from .safe_env import Redactor, redact
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +63,9 @@ def run(
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = open(log_path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
-        log_file.write(f"$ {shlex.join(args)}\n")
+        log_file.write(redact(f"$ {shlex.join(args)}\n"))
         log_file.flush()
-    stdout = log_file if log_file is not None else (subprocess.PIPE if capture else None)
+    stdout = subprocess.PIPE if log_file is not None or capture else None
     try:
         proc = subprocess.Popen(
             args,
@@ -72,24 +76,29 @@ def run(
             cwd=cwd,
             start_new_session=new_session,
             pass_fds=tuple(pass_fds),
-            text=True,
+            text=log_file is None,
         )
     except OSError as exc:
         if log_file is not None:
             log_file.write(f"cannot start: {exc}\n")
             log_file.close()
         raise CommandError(args, None, log_path, output=str(exc)) from exc
+    copier = _LogCopier(proc, log_file) if log_file is not None else None
     if pid_file is not None:
         pid_file.parent.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(f"{proc.pid}\n")
     kill = _kill_group if new_session else _kill_process
     timed_out = False
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        if copier is not None:
+            proc.wait(timeout=timeout)
+            out = ""
+        else:
+            out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
         kill(proc)
-        out, _ = proc.communicate()
+        out = "" if copier is not None else proc.communicate()[0]
     except KeyboardInterrupt:
         if interrupt_grace is not None:
             _let_it_stop(proc, interrupt_grace, new_session)
@@ -99,6 +108,8 @@ def run(
             kill(proc)
         if pid_file is not None:
             pid_file.unlink(missing_ok=True)
+        if copier is not None:
+            copier.finish()
     duration = time.monotonic() - start
     if log_file is not None:
         if timed_out:
@@ -111,6 +122,50 @@ def run(
         log.error("command failed: %s", shlex.join(args))
         raise CommandError(args, proc.returncode, log_path, timed_out=timed_out, output=out or "")
     return result
+
+
+class _LogCopier:
+    """Copies a command's output to its log through `safe_env.Redactor`, so that no known
+    secret is written, whatever the command prints. A thread reads the pipe while the caller
+    waits; once the command has ended, what is left in the pipe is read and the thread stops
+    even if a process that escaped the group still holds the pipe open."""
+
+    def __init__(self, proc: subprocess.Popen, log_file) -> None:
+        self._fd = proc.stdout.fileno()
+        self._pipe = proc.stdout
+        self._log = log_file
+        self._redactor = Redactor()
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._copy, daemon=True)
+        self._thread.start()
+
+    def _copy(self) -> None:
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._fd, selectors.EVENT_READ)
+            while True:
+                ready = sel.select(timeout=0.2)
+                if not ready:
+                    if self._done.is_set():
+                        break
+                    continue
+                chunk = os.read(self._fd, 1 << 16)
+                if not chunk:
+                    break
+                self._write(self._decoder.decode(chunk))
+        self._write(self._decoder.decode(b"", final=True))
+        self._log.write(self._redactor.flush())
+        self._log.flush()
+
+    def _write(self, text: str) -> None:
+        if text:
+            self._log.write(self._redactor.feed(text))
+            self._log.flush()
+
+    def finish(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self._pipe.close()
 
 
 def _let_it_stop(proc: subprocess.Popen, grace: float, own_session: bool) -> None:

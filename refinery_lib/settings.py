@@ -14,6 +14,7 @@ from .errors import ConfigError
 from .index import SimpleIndex
 from .plan import PlanSettings
 from .recipes import RecipePolicy
+from .safe_env import PassEnvError, check_pass_env
 from .targets import Target, host_arch
 
 
@@ -88,6 +89,13 @@ class BuilderKind(StrEnum):
     CROSS = "cross"
 
 
+def _pass_env(names) -> tuple[str, ...]:
+    try:
+        return check_pass_env(names)
+    except PassEnvError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def resolve_builder(kind: str, target: Target, has_image: bool) -> BuilderKind:
     """auto: local for `native`, container when an image or preset is named, local for the
     host's arch, else cross. (Under `snakemake --use-singularity` a preset or image names the
@@ -132,6 +140,8 @@ class Settings:
     variant_order: tuple[str, ...] = ("isolated",)
     binary_build_deps: bool = True
     shared_build_env: bool = True
+    #: host variables a build gets besides `safe_env.PASSED` (never the worker's token)
+    pass_env: tuple[str, ...] = ()
     recipes: RecipePolicy = field(default_factory=RecipePolicy)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     closure_check: bool = True
@@ -231,6 +241,7 @@ class Settings:
             variant_order=order,
             binary_build_deps=bool(build.get("binary_build_deps", True)),
             shared_build_env=bool(build.get("shared_build_env", True)),
+            pass_env=_pass_env(build.get("pass_env") or ()),
             recipes=RecipePolicy(
                 enabled=bool(rec.get("enabled", True)),
                 allow_system=bool(rec.get("allow_system", False)),

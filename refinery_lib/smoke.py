@@ -14,6 +14,7 @@ from packaging.utils import parse_wheel_filename
 
 from . import container_build, proc
 from .errors import CommandError
+from .safe_env import build_base_env
 from .settings import Settings
 from .targets import host_arch
 from .wheels import read_wheel_metadata
@@ -43,7 +44,7 @@ def smoke_import(
     if py != settings.target.python:
         result.update(ok=None, detail=f"not run: no Python {settings.target.python} here")
         return result
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env = build_base_env(settings.pass_env)  # the import runs the wheel's code: no secrets
     env["PIP_CONFIG_FILE"] = os.devnull
     with tempfile.TemporaryDirectory(prefix="refinery-smoke-") as tmp:
         try:

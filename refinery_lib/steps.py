@@ -16,9 +16,17 @@ from .history import History, new_event
 from .models import Action, Outcome, PlanNode, Status, WheelRecord
 from .plan import Planner
 from .settings import Settings
-from .wheels import sha256_file
+from .wheels import scan_folder, sha256_file
 
 log = logging.getLogger(__name__)
+
+
+def scan_input(settings: Settings, inventory_path: Path) -> list[WheelRecord]:
+    """Every file of the input folder, scanned (listed here, never by Snakemake)."""
+    records = scan_folder(settings.paths.input)
+    write_json(inventory_path, {"input": str(settings.paths.input),
+                                "wheels": [r.to_json() for r in records]})
+    return records
 
 
 def plan_workflow(settings: Settings, inventory_path: Path, plan_path: Path) -> list[PlanNode]:

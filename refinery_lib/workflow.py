@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import runpy
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .settings import Settings
+from .wheels import list_input_files
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: the loggers of the domain: what a job's log file receives
@@ -107,6 +109,19 @@ def run_inline(script: Path, **smk: Any) -> None:
         job_logs.jobs.pop(threading.get_ident(), None)
         for handler in handlers:
             handler.close()
+
+
+def listing_fingerprint(folder: Path) -> str:
+    """What the scan step reads of `folder`, in one short string: the listing's size and a
+    digest of every file's name, size and mtime. A params value, so that any change reruns
+    the scan without file names ever being Snakemake patterns."""
+    digest = hashlib.sha256()
+    files = list_input_files(folder)
+    for path in files:
+        st = path.stat()
+        line = f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\0"
+        digest.update(line.encode("utf-8", "surrogateescape"))
+    return f"{len(files)} files, sha256 {digest.hexdigest()[:32]}"
 
 
 def build_params(node: dict[str, Any], settings: Settings) -> dict[str, Any]:

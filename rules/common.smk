@@ -6,10 +6,15 @@ from pathlib import Path
 
 from refinery_lib.containers import snakemake_container
 from refinery_lib.models import Action
+from refinery_lib.safe_env import redact_data
 from refinery_lib.scheduling import build_priorities, build_resources
 from refinery_lib.settings import Settings
-from refinery_lib.wheels import list_input_files
-from refinery_lib.workflow import build_params, report_run as _report_run, run_inline
+from refinery_lib.workflow import (
+    build_params,
+    listing_fingerprint,
+    report_run as _report_run,
+    run_inline,
+)
 
 SETTINGS = Settings.from_config(config)
 # image of the build rule's `container:` directive (--use-singularity / --sdm apptainer): the
@@ -33,10 +38,10 @@ def requeue_record(wildcards):
     return [str(path)] if path.exists() else []
 
 
-def input_wheels(wildcards):
+def input_listing(wildcards):
     if not SETTINGS.paths.input.is_dir():
         raise WorkflowError(f"input folder {SETTINGS.paths.input} does not exist")
-    return [str(p) for p in list_input_files(SETTINGS.paths.input)]
+    return listing_fingerprint(SETTINGS.paths.input)
 
 
 def _plan_nodes():

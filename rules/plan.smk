@@ -8,7 +8,8 @@ checkpoint plan:
     params:
         target=config["target"],
         strategy=config["strategy"],
-        index=config["index"],
+        # (credentials in an index URL stay out of Snakemake's metadata)
+        index=redact_data(config["index"]),
         overrides=config["overrides"],
     log:
         f"{RESULTS}/logs/plan.log",

@@ -24,6 +24,7 @@ import yaml
 from .. import proc
 from ..errors import BuildError, CommandError, ConfigError
 from ..files import exclusive, inside, write_json
+from ..safe_env import build_base_env
 from .backends import cmake_toolchain_file
 from .sysroot import TargetPython
 from .toolchain import Toolchain
@@ -150,7 +151,7 @@ def _cmake(lib: TargetLibrary, src: Path, work: Path, prefix: Path, tc: Toolchai
     toolchain_file = work / "toolchain.cmake"
     toolchain_file.write_text(cmake_toolchain_file(tc, tp))
     build = work / "build"
-    env = {**os.environ, **tc.env()}
+    env = {**build_base_env(), **tc.env()}
     proc.run(["cmake", "-S", src, "-B", build, f"-DCMAKE_TOOLCHAIN_FILE={toolchain_file}",
               f"-DCMAKE_INSTALL_PREFIX={prefix}", "-DCMAKE_BUILD_TYPE=Release",
               # absolute: libjpeg-turbo makes a relative LIBDIR absolute against the cwd
@@ -165,7 +166,7 @@ def _cmake(lib: TargetLibrary, src: Path, work: Path, prefix: Path, tc: Toolchai
 def _configure(lib: TargetLibrary, src: Path, prefix: Path, tc: Toolchain,
                log_path: Path) -> None:
     """A configure script that takes CC/AR/CFLAGS from the environment (zlib's)."""
-    env = {**os.environ, **tc.env(), "CC": str(tc.cc), "AR": str(tc.ar),
+    env = {**build_base_env(), **tc.env(), "CC": str(tc.cc), "AR": str(tc.ar),
            "RANLIB": str(tc.tool("ranlib")), "CFLAGS": "-O2 -fPIC", "CHOST": tc.target}
     proc.run(["sh", "./configure", f"--prefix={prefix}", *lib.args], log_path=log_path,
              env=env, cwd=src, timeout=600)

@@ -91,3 +91,30 @@ def test_json_content_detected(tmp_path):
     assert [
         f.filename for f in SimpleIndex((tmp_path / "simple").as_uri()).project_files("foo")
     ] == ["foo-1.0.tar.gz"]
+
+
+def test_links_keep_the_pages_scheme_family():
+    html = ('<a href="file:///etc/x-1.0.tar.gz">local</a>'
+            '<a href="ftp://h/y-1.0.tar.gz">ftp</a>'
+            '<a href="https://cdn/z-1.0.tar.gz">web</a>'
+            '<a href="http://cdn/w-1.0.tar.gz">web too</a>')
+    refused: list[str] = []
+    files = _parse_html_page(html, "https://idx/simple/p/", refused)
+    assert [f.filename for f in files] == ["z-1.0.tar.gz", "w-1.0.tar.gz"]
+    assert refused == ["file:///etc/x-1.0.tar.gz", "ftp://h/y-1.0.tar.gz"]
+    data = {"files": [{"filename": "x-1.0.tar.gz", "url": "file:///etc/x-1.0.tar.gz"},
+                      {"filename": "y-1.0.tar.gz", "url": "../../f/y-1.0.tar.gz"}]}
+    assert [f.url for f in _parse_json_page(data, "http://idx/simple/p/")] == [
+        "http://idx/f/y-1.0.tar.gz"]
+    # a folder index may link local files, not web ones
+    files = _parse_html_page('<a href="../../f/a-1.0.tar.gz">a</a><a href="https://h/b-1.0.tar.gz">'
+                             'b</a>', "file:///srv/simple/p/index.html")
+    assert [f.url for f in files] == ["file:///srv/f/a-1.0.tar.gz"]
+
+
+def test_a_web_index_never_opens_local_files(tmp_path):
+    src = tmp_path / "foo-1.0.tar.gz"
+    src.write_bytes(b"x")
+    with pytest.raises(IndexAccessError, match="no configured index is a file index"):
+        SimpleIndex("https://idx.example/simple").download(
+            DistFile("foo-1.0.tar.gz", src.as_uri(), ""), tmp_path / "dl")
