@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .errors import IndexAccessError, UnsafeNameError
+from .errors import IndexAccessError, InvalidWheelError, UnsafeNameError
 from .files import place_wheel
 from .history import new_event
 from .models import DistFile, Outcome, PlanNode, Status
 from .settings import Settings
-from .wheels import sha256_file
+from .wheels import scan_wheel
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +58,17 @@ def fetch_wheels(nodes: list[PlanNode], settings: Settings) -> list[Outcome]:
         try:
             cached = (settings.paths.downloads / dist.filename).exists()
             path = index.download(dist, settings.paths.downloads)
-            sha = sha256_file(path)
+            # checked as an input wheel is (entries, RECORD, caps) before it lands
+            record = scan_wheel(path)
+            if not record.valid:
+                raise InvalidWheelError(f"the index's wheel is unsafe: {record.reason}")
+            sha = record.sha256
             # a build-only wheel stays in the download cache, where its dependents' builds
             # find it (--find-links); only output packages go to the output folder
             dest = path if node.build_only else place_wheel(
                 path, settings.paths.output, sha, link=True
             )
-        except (IndexAccessError, UnsafeNameError, OSError) as exc:
+        except (IndexAccessError, UnsafeNameError, InvalidWheelError, OSError) as exc:
             detail = f"fetch of {dist.filename} failed: {exc}"
             log.error(detail)
             outcomes.append(

@@ -13,6 +13,11 @@ class InvalidWheelError(RefineryError):
     """A file in the input folder is not a usable wheel."""
 
 
+class ArchiveError(RefineryError):
+    """An archive (wheel or sdist) is unsafe, corrupt or over a cap; the message names the
+    entry. Readers turn it into their own error: an invalid wheel, a failed build."""
+
+
 class ConfigError(RefineryError):
     """A setting or a config file is wrong."""
 
@@ -32,6 +37,11 @@ class BuildError(RefineryError):
         super().__init__(message)
         self.log_path = log_path
         self.hints = hints or []
+
+
+class SdistUnpackError(BuildError):
+    """An sdist could not be unpacked whole and safely: the build fails with this reason
+    rather than run on a partial source tree."""
 
 
 class CommandError(RefineryError):

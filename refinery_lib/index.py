@@ -28,7 +28,8 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from .errors import IndexAccessError, UnsafeNameError
+from .archives import METADATA_MAX_BYTES, read_capped
+from .errors import ArchiveError, IndexAccessError, UnsafeNameError
 from .models import DistFile
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,9 @@ class SimpleIndex:
     def read_bytes(self, url: str) -> bytes:
         try:
             with self._open(url) as resp:
-                return resp.read()
+                return read_capped(resp, METADATA_MAX_BYTES, url)
+        except ArchiveError as exc:
+            raise IndexAccessError(f"cannot read {url}: {exc}") from exc
         except urllib.error.HTTPError as exc:
             raise IndexAccessError(f"cannot read {url}: HTTP {exc.code}") from exc
 

@@ -4,51 +4,44 @@ from __future__ import annotations
 
 import os
 import re
-import tarfile
+import shutil
 import tempfile
 import time
 import zipfile
 from pathlib import Path
 
-from .errors import BuildError
+from .archives import sdist_newest_mtime, unpack_sdist
+from .errors import ArchiveError, BuildError, SdistUnpackError
 
 #: zip cannot store times before 1980
 _ZIP_EPOCH = 315532800
 
 
 def source_date_epoch(sdist: Path) -> int:
-    """The newest member mtime of the sdist: fixed by the source, not by the clock."""
-    newest = 0
+    """The newest member mtime of the sdist: fixed by the source, not by the clock. Every
+    attempt of every builder asks first, so the sdist's caps and member checks hold before
+    anything unpacks it (SdistUnpackError otherwise)."""
     try:
-        if sdist.name.endswith(".zip"):
-            with zipfile.ZipFile(sdist) as zf:
-                for info in zf.infolist():
-                    newest = max(newest, int(time.mktime((*info.date_time, 0, 0, -1))))
-        else:
-            with tarfile.open(sdist) as tf:
-                for member in tf:
-                    newest = max(newest, int(member.mtime))
-    except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
-        raise BuildError(f"cannot read sdist {sdist.name}: {exc}") from exc
+        newest = sdist_newest_mtime(sdist)
+    except ArchiveError as exc:
+        raise SdistUnpackError(f"cannot unpack sdist {sdist.name}: {exc}") from exc
     return max(newest, _ZIP_EPOCH)
 
 
 def extract_sdist(sdist: Path, dest: Path) -> Path:
-    """Unpack into `dest` (safely: no member may leave it) and return the project folder."""
+    """Unpack into `dest` and return the project folder.
+
+    Whole or not at all: an unsafe member, a corrupt or truncated archive, or a cap reached
+    (archives.py) raises SdistUnpackError naming the sdist, and a `dest` this call created
+    is removed, so that no build ever runs on a partial tree."""
+    created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        if sdist.name.endswith(".zip"):
-            with zipfile.ZipFile(sdist) as zf:
-                for name in zf.namelist():
-                    target = (dest / name).resolve()
-                    if dest.resolve() not in target.parents and target != dest.resolve():
-                        raise BuildError(f"sdist member {name!r} escapes the build folder")
-                zf.extractall(dest)
-        else:
-            with tarfile.open(sdist) as tf:
-                tf.extractall(dest, filter="data")
-    except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
-        raise BuildError(f"cannot unpack sdist {sdist.name}: {exc}") from exc
+        unpack_sdist(sdist, dest)
+    except ArchiveError as exc:
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
+        raise SdistUnpackError(f"cannot unpack sdist {sdist.name}: {exc}") from exc
     tops = [p for p in dest.iterdir() if p.is_dir()]
     if len(tops) != 1:
         raise BuildError(f"sdist {sdist.name} should hold one top folder, found {len(tops)}")

@@ -12,8 +12,8 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import parse_wheel_filename
 
-from . import container_build, proc
-from .errors import CommandError
+from . import archives, container_build, proc
+from .errors import ArchiveError, CommandError
 from .safe_env import build_base_env
 from .settings import Settings
 from .targets import host_arch
@@ -50,8 +50,9 @@ def smoke_import(
         try:
             if not _needs_pip(wheel, settings):
                 # nothing to resolve, nothing to place: unpacking is what pip would do, without
-                # pip's 0.8 s start (zipfile drops absolute and ".." member paths)
-                with zipfile.ZipFile(wheel) as zf:
+                # pip's 0.8 s start
+                with archives.open_zip(wheel) as zf:
+                    archives.check_wheel_entries(zf)  # a build's wheel is a stranger's too
                     zf.extractall(tmp)
             else:
                 proc.run(
@@ -81,6 +82,8 @@ def smoke_import(
         except CommandError as exc:
             lines = [ln for ln in exc.output.splitlines() if ln.strip()]
             result.update(ok=False, detail=" ".join(lines[-3:])[:500])
+        except ArchiveError as exc:
+            result.update(ok=False, detail=f"the built wheel is unsafe to unpack: {exc}")
     return result
 
 

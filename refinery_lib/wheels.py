@@ -1,4 +1,5 @@
-"""Reading wheels: file name, METADATA from the zip (nothing extracted), sha256."""
+"""Reading wheels: file name, METADATA from the zip (nothing extracted), sha256; and the
+checks an installer makes before a wheel is reused as it is (archives.py, with its caps)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from packaging.utils import (
     canonicalize_name,
     parse_wheel_filename,
 )
+from packaging.version import InvalidVersion, Version
 
-from .errors import InvalidWheelError
+from . import archives
+from .errors import ArchiveError, InvalidWheelError
 from .models import WheelRecord
 
 _CHUNK = 1 << 20
@@ -28,7 +31,15 @@ def sha256_file(path: Path) -> str:
 
 
 def parse_metadata(raw: bytes) -> dict[str, list[str]]:
-    """Header fields of a METADATA/PKG-INFO file (all values per field, body ignored)."""
+    """Header fields of a METADATA/PKG-INFO file (all values per field, body ignored).
+
+    Bytes from any source (a zip, an sdist, an index's PEP 658 file) are refused past
+    METADATA_MAX_BYTES, before the parser spends time and memory on them."""
+    if len(raw) > archives.METADATA_MAX_BYTES:
+        raise InvalidWheelError(
+            f"metadata of {archives.size_text(len(raw))}, over the cap of "
+            f"{archives.size_text(archives.METADATA_MAX_BYTES)}"
+        )
     msg = BytesHeaderParser().parsebytes(raw)
     fields: dict[str, list[str]] = {}
     for key, value in msg.items():
@@ -36,29 +47,72 @@ def parse_metadata(raw: bytes) -> dict[str, list[str]]:
     return fields
 
 
-def read_wheel_metadata(path: Path) -> dict[str, list[str]]:
-    """METADATA of a wheel, read from its zip directory without extracting anything."""
+def _open_wheel(path: Path) -> zipfile.ZipFile:
     try:
-        zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
-        raise InvalidWheelError(f"not a zip archive ({exc})") from exc
-    except OSError as exc:
-        raise InvalidWheelError(f"cannot read: {exc}") from exc
-    with zf:
-        names = [
-            n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")
-        ]
-        if not names:
-            raise InvalidWheelError("no *.dist-info/METADATA in the archive")
-        if len(names) > 1:
-            raise InvalidWheelError(f"several METADATA files: {', '.join(sorted(names))}")
-        try:
-            raw = zf.read(names[0])
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-            raise InvalidWheelError(f"METADATA unreadable, archive truncated? ({exc})") from exc
+        return archives.open_zip(path)
+    except ArchiveError as exc:
+        raise InvalidWheelError(str(exc)) from exc
+
+
+def _metadata_fields(zf: zipfile.ZipFile) -> dict[str, list[str]]:
+    """The one top-level `*.dist-info/METADATA`, read within METADATA_MAX_BYTES."""
+    names = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+    if not names:
+        raise InvalidWheelError("no *.dist-info/METADATA in the archive")
+    if len(names) > 1:
+        raise InvalidWheelError(f"several METADATA files: {', '.join(sorted(names))}")
+    try:
+        raw = archives.read_zip_member(zf, zf.getinfo(names[0]), archives.METADATA_MAX_BYTES)
+    except ArchiveError as exc:
+        raise InvalidWheelError(str(exc)) from exc
     fields = parse_metadata(raw)
     if not fields.get("name") or not fields.get("version"):
         raise InvalidWheelError("METADATA lacks Name or Version")
+    return fields
+
+
+def read_wheel_metadata(path: Path) -> dict[str, list[str]]:
+    """METADATA of a wheel, read from its zip directory without extracting anything (and
+    within METADATA_MAX_BYTES whatever the zip declares)."""
+    with _open_wheel(path) as zf:
+        return _metadata_fields(zf)
+
+
+def _same_version(text: str, version: Version) -> bool:
+    if text == str(version):
+        return True
+    try:
+        return Version(text) == version
+    except InvalidVersion:
+        return False
+
+
+def check_wheel(zf: zipfile.ZipFile, name: str, version: Version) -> dict[str, list[str]]:
+    """METADATA of a wheel that passed every check an installer makes before placing it
+    (entries, the one .dist-info, RECORD); InvalidWheelError names the first problem.
+
+    The central directory is checked before anything is decompressed, METADATA next (its
+    problems are the commonest), the contents last."""
+    try:
+        archives.check_wheel_entries(zf)
+    except ArchiveError as exc:
+        raise InvalidWheelError(str(exc)) from exc
+    fields = _metadata_fields(zf)
+    if canonicalize_name(fields["name"][0]) != name:
+        raise InvalidWheelError(
+            f"misnamed: file name says {name!r}, METADATA says {fields['name'][0]!r}"
+        )
+    if not _same_version(fields["version"][0], version):
+        raise InvalidWheelError(
+            f"misnamed: file name says version {version}, METADATA says {fields['version'][0]}"
+        )
+    try:
+        dist_info = archives.check_dist_info(
+            zf, lambda n, v: canonicalize_name(n) == name and _same_version(v, version)
+        )
+        archives.check_record(zf, dist_info)
+    except ArchiveError as exc:
+        raise InvalidWheelError(str(exc)) from exc
     return fields
 
 
@@ -73,24 +127,8 @@ def scan_wheel(path: Path) -> WheelRecord:
             name, version, build, tags = parse_wheel_filename(path.name)
         except (InvalidWheelFilename, ValueError) as exc:
             raise InvalidWheelError(f"bad wheel file name: {exc}") from exc
-        fields = read_wheel_metadata(path)
-        meta_name = canonicalize_name(fields["name"][0])
-        if meta_name != name:
-            raise InvalidWheelError(
-                f"misnamed: file name says {name!r}, METADATA says {fields['name'][0]!r}"
-            )
-        if fields["version"][0] != str(version):
-            from packaging.version import InvalidVersion, Version
-
-            try:
-                same = Version(fields["version"][0]) == version
-            except InvalidVersion:
-                same = False
-            if not same:
-                raise InvalidWheelError(
-                    f"misnamed: file name says version {version}, "
-                    f"METADATA says {fields['version'][0]}"
-                )
+        with _open_wheel(path) as zf:
+            fields = check_wheel(zf, name, version)
         sha = sha256_file(path)
     except InvalidWheelError as exc:
         return WheelRecord(**base, valid=False, reason=str(exc))
@@ -124,35 +162,26 @@ def scan_folder(folder: Path) -> list[WheelRecord]:
 _SDIST_MEMBERS = ("PKG-INFO", "pyproject.toml")
 
 
+def _sdist_key(name: str) -> str | None:
+    """Which wanted file an sdist member is: PKG-INFO or pyproject.toml at the top of the
+    project folder, or its egg-info's requires.txt."""
+    parts = name.split("/")
+    if len(parts) == 2 and parts[1] in _SDIST_MEMBERS:
+        return parts[1]
+    if len(parts) == 3 and parts[1].endswith(".egg-info") and parts[2] == "requires.txt":
+        return "requires.txt"
+    return None
+
+
 def sdist_members(path: Path) -> dict[str, bytes]:
-    """PKG-INFO, pyproject.toml and egg-info/requires.txt of an sdist, nothing extracted."""
-    import tarfile
-
-    def wanted(name: str) -> str | None:
-        parts = name.split("/")
-        if len(parts) == 2 and parts[1] in _SDIST_MEMBERS:
-            return parts[1]
-        if len(parts) == 3 and parts[1].endswith(".egg-info") and parts[2] == "requires.txt":
-            return "requires.txt"
-        return None
-
-    found: dict[str, bytes] = {}
+    """PKG-INFO, pyproject.toml and egg-info/requires.txt of an sdist, nothing extracted;
+    each within METADATA_MAX_BYTES, the walk within the sdist caps (archives.py)."""
     try:
-        if path.name.endswith(".zip"):
-            with zipfile.ZipFile(path) as zf:
-                for name in zf.namelist():
-                    if (key := wanted(name)) and key not in found:
-                        found[key] = zf.read(name)
-        else:
-            with tarfile.open(path) as tf:
-                for member in tf:
-                    key = wanted(member.name)
-                    if key and key not in found and member.isfile():
-                        fh = tf.extractfile(member)
-                        found[key] = fh.read() if fh else b""
-    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
+        return archives.read_sdist_files(path, _sdist_key)
+    except ArchiveError as exc:
+        raise InvalidWheelError(f"sdist {path.name}: {exc}") from exc
+    except OSError as exc:
         raise InvalidWheelError(f"sdist {path.name} unreadable: {exc}") from exc
-    return found
 
 
 def _requires_txt(text: str) -> list[str]:
