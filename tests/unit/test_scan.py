@@ -340,3 +340,15 @@ def test_wheel_entry_bomb_and_size_caps(tmp_path, monkeypatch):
     monkeypatch.setattr(archives, "WHEEL_MAX_MEMBERS", 5)
     path = craft_wheel(tmp_path, "many", extra=[(f"many/m{i}.py", b"") for i in range(5)])
     assert _reason(path) == "too many entries: 9, the cap is 5"
+
+
+def test_a_large_folder_is_scanned_by_a_pool_with_the_same_records(tmp_path, monkeypatch):
+    from refinery_lib import wheels
+
+    for i in range(6):
+        make_wheel(tmp_path, f"pkg{i}", "1.0")
+    (tmp_path / "junk.whl").write_bytes(b"nope")
+    serial = scan_folder(tmp_path)
+    monkeypatch.setattr(wheels, "PARALLEL_SCAN_BYTES", 0)
+    assert scan_folder(tmp_path, workers=2) == serial
+    assert [r.valid for r in serial] == [False, *([True] * 6)]
