@@ -31,21 +31,36 @@ def serve(argv: list[str]) -> int:
     p.add_argument("--cache", help="cache folder: history, logs and queue inside it")
     p.add_argument("--queue-path", help="retry queue file (default: beside the database)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default loopback; 0.0.0.0 in a container)")
+                   help="address to listen on (default loopback; another one needs "
+                        "WORKER_TOKEN, or --insecure-no-token)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--log-level", default="info")
+    p.add_argument("--insecure-no-token", action="store_true",
+                   help="listen beyond loopback without WORKER_TOKEN: anyone reaching the "
+                        "port can queue recipes and start the worker")
     args = p.parse_args(argv)
     db = args.db or (str(Path(args.cache) / "history.db") if args.cache else None)
     if not db:
         p.error("give --db, --cache or HISTORY_DB")
-    import uvicorn
+    from dataclasses import replace
 
-    from web.app import create_app
+    from web.security import bind_problem, is_loopback
     from web.settings import PanelSettings
 
     settings = PanelSettings.from_env(db=db, queue_path=args.queue_path)
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not settings.token:
-        print("refinery serve: warning: listening beyond loopback without WORKER_TOKEN; "
+    insecure = args.insecure_no_token or settings.insecure_no_token
+    problem = bind_problem(args.host, settings.token, insecure)
+    if problem:
+        # one line, before anything listens: a refused setup never serves a single request
+        print(f"refinery serve: {problem}", file=sys.stderr)
+        return 2
+    settings = replace(settings, insecure_no_token=insecure)
+    import uvicorn
+
+    from web.app import create_app
+
+    if not settings.token and not is_loopback(args.host):
+        print(f"refinery serve: warning: listening on {args.host} without WORKER_TOKEN; "
               "anyone who reaches the port can queue rebuilds", file=sys.stderr)
     print(f"refinery serve: http://{args.host}:{args.port}/ (history {settings.db_path}, "
           f"worker: {settings.worker_mode})", file=sys.stderr)
@@ -55,7 +70,8 @@ def serve(argv: list[str]) -> int:
 
 def queue(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="refinery queue",
-                                description="Print the retry queue's length.")
+                                description="Print the retry queue's length (dead letters, "
+                                "the requests the worker could not run, are not counted).")
     p.add_argument("--cache", help="cache folder (queue at CACHE/retry_queue.json)")
     p.add_argument("--queue-path", help="queue file, instead of the one in --cache")
     p.add_argument("--json", action="store_true", help="length and requests as JSON")
@@ -64,7 +80,8 @@ def queue(argv: list[str]) -> int:
     items = q.requests()
     if args.json:
         print(json.dumps({"path": str(q.path), "length": len(items),
-                          "requests": [r.to_json() for r in items]}, indent=2))
+                          "requests": [r.to_json() for r in items],
+                          "dead": [d.to_json() for d in q.dead()]}, indent=2))
     else:
         print(len(items))
     return 0

@@ -9,14 +9,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import plotly
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from refinery_lib.queue import QueueError, RequestNotFound
 
 from . import routes_api, routes_logs, routes_pages, routes_queue
-from .deps import worker_for
+from .deps import guard_state_change, worker_for
+from .security import RedactTokenQuery, token_problem
+from .sessions import SessionStore
 from .settings import PanelSettings
 from .trigger import Autorun
 
@@ -67,15 +69,23 @@ async def lifespan(app: FastAPI):
 
 
 def create_app(settings: PanelSettings | None = None) -> FastAPI:
+    settings = settings or PanelSettings.from_env()
+    problem = token_problem(settings.token)
+    if problem:
+        raise ValueError(problem)
     app = FastAPI(
         title="s390x Wheel Refinery panel",
         description="History, hints, logs, retry queue and worker of the refinery.",
         version="0.1.0",
         lifespan=lifespan,
+        # every route, present and future: POST/PUT/PATCH/DELETE only from this origin
+        dependencies=[Depends(guard_state_change)],
     )
-    app.state.settings = settings or PanelSettings.from_env()
+    app.state.settings = settings
+    app.state.sessions = SessionStore()
 
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RedactTokenQuery)  # outermost: before anything sees the URL
 
     @app.exception_handler(RequestNotFound)
     def _not_found(request: Request, exc: RequestNotFound):

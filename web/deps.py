@@ -1,4 +1,5 @@
-"""FastAPI dependencies: settings, history, queue, catalog, worker, token and URL validation.
+"""FastAPI dependencies: settings, history, queue, catalog, worker, token, request origin and
+URL validation.
 
 Routes get everything through these, so a test overrides `get_settings` (or any other) with
 `app.dependency_overrides` and the whole panel follows.
@@ -9,16 +10,16 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-from fastapi import Cookie, Depends, Header, HTTPException, Path, Query, Request
+from fastapi import Depends, Header, HTTPException, Path, Request
 
 from refinery_lib.history import History
 from refinery_lib.queue import QueueError, RetryQueue, normalize_name, normalize_version
 
 from . import catalog
+from .security import CSRF_FIELD, UNSAFE_METHODS, OriginPolicy, body_kind
+from .sessions import SESSION_COOKIE, get_sessions
 from .settings import PanelSettings
 from .trigger import LocalWorker, NoWorker, WebhookWorker
-
-TOKEN_COOKIE = "worker_token"
 
 
 def get_settings(request: Request) -> PanelSettings:
@@ -63,6 +64,7 @@ Worker = Annotated[Any, Depends(get_worker)]
 
 
 def token_ok(settings: PanelSettings, supplied: str | None) -> bool:
+    """Constant-time comparison with WORKER_TOKEN (always true when none is set)."""
     if not settings.token:
         return True
     if not supplied:
@@ -70,28 +72,57 @@ def token_ok(settings: PanelSettings, supplied: str | None) -> bool:
     return hmac.compare_digest(supplied.encode(), settings.token.encode())
 
 
+def session_ok(request: Request) -> bool:
+    return get_sessions(request).valid(request.cookies.get(SESSION_COOKIE))
+
+
 def has_valid_token(request: Request, settings: PanelSettings) -> bool:
-    """For pages, which show a token form instead of failing."""
-    supplied = (request.headers.get("x-worker-token") or request.query_params.get("token")
-                or request.cookies.get(TOKEN_COOKIE))
-    return token_ok(settings, supplied)
+    """For pages, which show a token form instead of failing. The X-Worker-Token header or a
+    session cookie; never a URL parameter, which access logs and browser histories keep."""
+    if not settings.token:
+        return True
+    header = request.headers.get("x-worker-token")
+    return token_ok(settings, header) if header else session_ok(request)
 
 
 def require_token(
+    request: Request,
     settings: Settings,
     x_worker_token: Annotated[str | None, Header(description="the WORKER_TOKEN")] = None,
-    token: Annotated[str | None, Query(description="the WORKER_TOKEN")] = None,
-    worker_token: Annotated[str | None, Cookie(description="set by /api/session/token")] = None,
 ) -> None:
-    """401 without a token, 403 with a wrong one; only when WORKER_TOKEN is set."""
+    """401 without a token or session, 403 with a wrong token; only when WORKER_TOKEN is set.
+
+    The browser's session cookie (from POST /api/session/token) holds a session id, never the
+    token. A `?token=` parameter is not looked at: a token in a URL ends up in logs.
+    """
     if not settings.token:
         return
-    supplied = x_worker_token or token or worker_token
-    if not supplied:
-        raise HTTPException(401, "this endpoint needs the worker token",
+    if x_worker_token:
+        if not token_ok(settings, x_worker_token):
+            raise HTTPException(403, "wrong worker token")
+        return
+    if not session_ok(request):
+        raise HTTPException(401, "this endpoint needs the worker token (X-Worker-Token) or a "
+                                 "session from POST /api/session/token",
                             headers={"WWW-Authenticate": "X-Worker-Token"})
-    if not token_ok(settings, supplied):
-        raise HTTPException(403, "wrong worker token")
+
+
+async def guard_state_change(request: Request, settings: Settings) -> None:
+    """Every POST/PUT/PATCH/DELETE of the panel: same origin, and JSON or a CSRF-checked form.
+
+    Applied to the whole app (create_app), so a route added later is covered too.
+    """
+    if request.method not in UNSAFE_METHODS:
+        return
+    policy = OriginPolicy(bool(settings.token), settings.allowed_origins,
+                          settings.insecure_no_token)
+    policy.check(request)
+    if body_kind(request, forms=True) == "form":
+        form = await request.form()
+        if not get_sessions(request).csrf_ok(request.cookies.get(SESSION_COOKIE),
+                                             form.get(CSRF_FIELD)):
+            raise HTTPException(403, "the form's CSRF token is missing or does not match the "
+                                     "session; reload the page")
 
 
 Authorized = Depends(require_token)

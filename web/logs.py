@@ -1,18 +1,26 @@
 """Build logs: find a package's attempt logs, read their tail, and follow one as it grows.
 
 Files are only ever chosen from a listing of the logs folder, matched by name, version,
-attempt and variant parsed out of the file names: a URL never becomes a path. A file that
-resolves outside the folder (a symlink) is refused as well.
+attempt and variant parsed out of the file names: a URL never becomes a path.
+
+Any build can write in the logs folder, so a name that was a regular file when listed may be a
+symlink to /etc/shadow a moment later. A log is therefore opened exactly once, by its bare name
+relative to a descriptor of the folder, with O_NOFOLLOW (a symlink fails to open) and
+O_NONBLOCK (a FIFO cannot hang the server), and must be a regular file by fstat of that same
+descriptor; everything served (the page's tail, the JSON, the raw file, the live stream) is read
+from that descriptor, never from the name again.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import quote, urlencode
 
 import anyio
@@ -25,6 +33,8 @@ _LOG_RE = re.compile(
 )
 VARIANT_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,100}$")
 TAIL_BYTES = 256 * 1024
+CHUNK = 64 * 1024
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -54,7 +64,11 @@ def _same_version(a: str, b: str) -> bool:
 
 
 def find_logs(logs_dir: Path, name: str, version: str) -> list[LogFile]:
-    """Attempt logs of a (PEP 503) name and version, oldest attempt first."""
+    """Attempt logs of a (PEP 503) name and version, oldest attempt first.
+
+    Only regular files count (by lstat: a symlink is left out wherever it points); the
+    listing only chooses a name, `open_log` checks again on the descriptor it serves.
+    """
     stem = name.replace("-", "_")
     try:
         base = logs_dir.resolve()
@@ -63,16 +77,57 @@ def find_logs(logs_dir: Path, name: str, version: str) -> list[LogFile]:
         return []
     found = []
     for entry in entries:
-        m = _LOG_RE.match(entry.name)
+        m = _LOG_RE.fullmatch(entry.name)
         if not m or m["name"] != stem or not _same_version(m["version"], version):
             continue
-        path = Path(entry.path)
-        if path.resolve().parent != base or not path.resolve().is_file():
-            continue  # a symlink pointing out of the logs folder
-        st = path.stat()
-        found.append(LogFile(path, m["version"], int(m["attempt"]), m["variant"], st.st_size,
-                             st.st_mtime))
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue  # a symlink (maybe out of the folder), a FIFO, a folder...
+        found.append(LogFile(base / entry.name, m["version"], int(m["attempt"]),
+                             m["variant"], st.st_size, st.st_mtime))
     return sorted(found, key=lambda f: (f.attempt, f.mtime, f.variant))
+
+
+def open_log(log: LogFile) -> BinaryIO | None:
+    """The log opened once, safely (see the module's docstring); None when it is not there
+    or not a regular file any more."""
+    try:
+        dir_fd = os.open(log.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fd = os.open(log.path.name, _OPEN_FLAGS, dir_fd=dir_fd)
+    except OSError:  # ELOOP for a symlink, ENOENT for a log removed meanwhile
+        return None
+    finally:
+        os.close(dir_fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def size_of(fh: BinaryIO) -> int:
+    return os.fstat(fh.fileno()).st_size
+
+
+def iter_file(fh: BinaryIO, size: int) -> Iterator[bytes]:
+    """The first `size` bytes of an open log (its size when opened: Content-Length holds),
+    closing it at the end or when the client goes away."""
+    try:
+        left = size
+        while left > 0:
+            chunk = fh.read(min(CHUNK, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            yield chunk
+    finally:
+        fh.close()
 
 
 def pick(logs: list[LogFile], attempt: int | None, variant: str | None) -> LogFile | None:
@@ -82,23 +137,25 @@ def pick(logs: list[LogFile], attempt: int | None, variant: str | None) -> LogFi
     return max(chosen, key=lambda f: (f.mtime, f.attempt), default=None)
 
 
-def read_tail(path: Path, limit: int = TAIL_BYTES) -> tuple[str, int, bool]:
-    """(text, size, truncated): the last `limit` bytes, starting at a line boundary."""
-    with open(path, "rb") as fh:
-        size = fh.seek(0, os.SEEK_END)
-        start = max(0, size - limit)
-        fh.seek(start)
-        data = fh.read(size - start)
+def read_tail(fh: BinaryIO, limit: int = TAIL_BYTES) -> tuple[str, int, bool]:
+    """(text, size, truncated): the last `limit` bytes of an open log, from a line boundary."""
+    size = fh.seek(0, os.SEEK_END)
+    start = max(0, size - limit)
+    fh.seek(start)
+    data = fh.read(size - start)
     if start:
         data = data.split(b"\n", 1)[-1]
     return data.decode("utf-8", errors="replace"), size, bool(start)
 
 
-def _stat(path: Path) -> os.stat_result | None:
-    try:
-        return os.stat(path)
-    except OSError:
-        return None
+def tail_of(log: LogFile | None, limit: int = TAIL_BYTES) -> tuple[str, int, bool]:
+    """`read_tail` of a log opened safely; empty when there is none (or it was swapped for
+    something that is not a regular file)."""
+    fh = open_log(log) if log is not None else None
+    if fh is None:
+        return "", 0, False
+    with fh:
+        return read_tail(fh, limit)
 
 
 def sse(data: str, event: str = "", event_id: int | None = None) -> str:
@@ -115,8 +172,9 @@ class Tailer:
     """Reads the lines appended to the log `locate()` returns, from `offset`, one poll at a time.
 
     `locate` is asked again on every poll, so a rebuild that replaces the file (a new inode,
-    or the file got shorter) is followed too: a `reset` event tells the page to clear.
-    `poll` does blocking file I/O; the stream runs it in a worker thread.
+    or the file got shorter) is followed too: a `reset` event tells the page to clear. Each
+    poll opens the located name safely (`open_log`) and reads from the descriptor it holds for
+    that inode, never by name. `poll` does blocking file I/O; the stream runs it in a thread.
     """
 
     def __init__(self, locate: Callable[[], LogFile | None], offset: int = 0,
@@ -125,24 +183,37 @@ class Tailer:
         self.consumed = offset  # file offset of the first byte of `buf`
         self.buf = b""
         self.current: tuple[int, int] | None = None
+        self.fh: BinaryIO | None = None
+
+    def _follow(self) -> tuple[BinaryIO, os.stat_result, str] | None:
+        """The descriptor to read (the one held, or the log that replaced it) and its stat."""
+        log = self.locate()
+        fresh = open_log(log) if log is not None else None
+        if fresh is None:
+            return None
+        st = os.fstat(fresh.fileno())
+        if self.fh is not None and (st.st_dev, st.st_ino) == self.current:
+            fresh.close()  # the same file as before: keep reading the descriptor we hold
+        else:
+            self.close()
+            self.fh = fresh
+        return self.fh, st, log.path.name
 
     def poll(self) -> list[str]:
         """Server-sent events (id = byte offset after the line) for what is new since last time."""
-        log = self.locate()
-        st = _stat(log.path) if log is not None else None
-        if st is None:
+        followed = self._follow()
+        if followed is None:
             return []
+        fh, st, name = followed
         out = []
         ident = (st.st_dev, st.st_ino)
         if (self.current is not None and ident != self.current) or st.st_size < self.offset:
             self.offset = self.consumed = 0
             self.buf = b""
-            out.append(sse(log.path.name, "reset", 0))
+            out.append(sse(name, "reset", 0))
         self.current = ident
         while st.st_size > self.offset:
-            with open(log.path, "rb") as fh:
-                fh.seek(self.offset)
-                chunk = fh.read(min(st.st_size - self.offset, 1024 * 1024))
+            chunk = os.pread(fh.fileno(), min(st.st_size - self.offset, 1024 * 1024), self.offset)
             if not chunk:
                 break
             self.offset += len(chunk)
@@ -156,6 +227,11 @@ class Tailer:
                 out.append(sse(line.decode("utf-8", errors="replace"), "", self.consumed))
         return out
 
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
 
 async def stream(
     tailer: Tailer, is_disconnected: Callable[[], Awaitable[bool]], idle_timeout: float,
@@ -163,19 +239,22 @@ async def stream(
 ) -> AsyncIterator[str]:
     """The SSE body: async, so a watcher holds no worker thread while the log is quiet, and a
     closed page is noticed at the next poll. Ends after `idle_timeout` s without a new line."""
-    yield "retry: 2000\n\n"
-    last_data = last_beat = time.monotonic()
-    while not await is_disconnected():
-        events = await anyio.to_thread.run_sync(tailer.poll)
-        now = time.monotonic()
-        if events:
-            last_data = last_beat = now
-            yield "".join(events)
-            continue
-        if now - last_data >= idle_timeout:
-            yield sse("no new lines; reload to follow again", "idle")
-            return
-        if now - last_beat >= heartbeat:
-            last_beat = now
-            yield ": keep-alive\n\n"
-        await anyio.sleep(poll)
+    try:
+        yield "retry: 2000\n\n"
+        last_data = last_beat = time.monotonic()
+        while not await is_disconnected():
+            events = await anyio.to_thread.run_sync(tailer.poll)
+            now = time.monotonic()
+            if events:
+                last_data = last_beat = now
+                yield "".join(events)
+                continue
+            if now - last_data >= idle_timeout:
+                yield sse("no new lines; reload to follow again", "idle")
+                return
+            if now - last_beat >= heartbeat:
+                last_beat = now
+                yield ": keep-alive\n\n"
+            await anyio.sleep(poll)
+    finally:
+        tailer.close()  # the descriptor goes when the watcher does

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from refinery_lib.history import History
 
@@ -36,7 +36,7 @@ def log_page(request: Request, name: Name, version: Version, settings: Settings,
     found, chosen = _choose(settings, name, version, attempt, variant)
     if not found and not any(e["version"] == version for e in history.recent(200, name)):
         raise HTTPException(404, f"no logs of {name} {version}")
-    text, size, truncated = logs.read_tail(chosen.path) if chosen else ("", 0, False)
+    text, size, truncated = logs.tail_of(chosen)  # read from one safely opened descriptor
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse({
             "name": name, "version": version, "text": text, "size": size,
@@ -50,16 +50,21 @@ def log_page(request: Request, name: Name, version: Version, settings: Settings,
                   chosen=chosen, text=text, size=size, truncated=truncated, stream_url=stream)
 
 
-@router.get("/logs/{name}/{version}/raw", response_class=FileResponse,
+@router.get("/logs/{name}/{version}/raw", response_class=StreamingResponse,
             responses={200: {"content": {"text/plain": {}}}})
 def raw_log(name: Name, version: Version, settings: Settings,
             attempt: Attempt = None, variant: Variant = None):
+    """The whole log, streamed from the descriptor opened once (not FileResponse, which opens
+    the path again: a symlink swapped in between would be followed)."""
     _, chosen = _choose(settings, name, version, attempt, variant)
-    if chosen is None:
+    fh = logs.open_log(chosen) if chosen is not None else None
+    if fh is None:
         raise HTTPException(404, f"no such log of {name} {version}")
+    size = logs.size_of(fh)
     # text/plain and nosniff: a log holding HTML is never rendered as a page
-    return FileResponse(chosen.path, media_type="text/plain; charset=utf-8",
-                        headers={"Content-Disposition": "inline"})
+    return StreamingResponse(logs.iter_file(fh, size), media_type="text/plain; charset=utf-8",
+                             headers={"Content-Disposition": "inline",
+                                      "Content-Length": str(size)})
 
 
 @router.get("/logs/{name}/{version}/stream", response_class=StreamingResponse,

@@ -13,6 +13,7 @@ from refinery_lib.queue import RetryQueue, steps_to_text
 
 from . import catalog, views
 from .deps import Name, Settings, Worker, get_catalog, get_history, get_queue, has_valid_token
+from .sessions import SESSION_COOKIE, get_sessions, new_sid, plausible_sid, set_session_cookie
 from .templating import make_templates
 
 router = APIRouter(include_in_schema=False)
@@ -24,9 +25,17 @@ CatalogDep = Annotated[list, Depends(get_catalog)]
 
 
 def render(request: Request, template: str, settings, status_code: int = 200, **context: Any):
+    """A page; its forms carry a CSRF token tied to the visitor's session cookie, which a
+    visitor without one gets here (an anonymous id, not a login)."""
+    sid = request.cookies.get(SESSION_COOKIE)
+    fresh = None if plausible_sid(sid) else new_sid()
     context.update(settings=settings, auth_ok=has_valid_token(request, settings),
-                   steps_to_text=steps_to_text, page=template.removesuffix(".html"))
-    return templates.TemplateResponse(request, template, context, status_code=status_code)
+                   steps_to_text=steps_to_text, page=template.removesuffix(".html"),
+                   csrf_token=get_sessions(request).csrf_token(fresh or sid))
+    response = templates.TemplateResponse(request, template, context, status_code=status_code)
+    if fresh:
+        set_session_cookie(response, request, fresh)
+    return response
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -69,5 +78,6 @@ def queue_page(request: Request, settings: Settings, queue: QueueDep,
     authed = has_valid_token(request, settings)
     # without the token the queue's contents stay hidden, as the API's are
     requests = queue.requests() if authed else []
+    dead = queue.dead() if authed else []
     return render(request, "queue.html", settings, requests=requests, depth=len(queue),
-                  worker=worker.status())
+                  dead=dead, worker=worker.status())

@@ -1,16 +1,21 @@
-"""The retry queue, the worker trigger and the token cookie: everything WORKER_TOKEN guards."""
+"""The retry queue, the worker trigger and the session cookie: everything WORKER_TOKEN guards.
+
+Every POST/PUT/DELETE here also passes `deps.guard_state_change` (applied to the whole app):
+same origin, and a JSON body, or the package page's form with its CSRF token.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from refinery_lib.history import History
 from refinery_lib.queue import (
+    DeadLetter,
     RetryQueue,
     RetryRequest,
     packages_from_text,
@@ -18,7 +23,6 @@ from refinery_lib.queue import (
 )
 
 from .deps import (
-    TOKEN_COOKIE,
     Authorized,
     Name,
     Settings,
@@ -27,6 +31,14 @@ from .deps import (
     get_history,
     get_queue,
     token_ok,
+)
+from .security import CSRF_FIELD, FORM_TYPE, media_type
+from .sessions import (
+    SESSION_COOKIE,
+    SessionStore,
+    clear_session_cookie,
+    get_sessions,
+    set_session_cookie,
 )
 from .trigger import WorkerUnavailable
 from .views import package as package_view
@@ -88,14 +100,36 @@ class QueuedRequest(BaseModel):
     created: float
 
 
+class DeadOut(BaseModel):
+    id: str
+    name: str
+    reason: str = Field(description="why the worker could not run it")
+    failed: float
+    request: dict[str, Any] = Field(description="the request as it was queued")
+
+
 class QueueOut(BaseModel):
     length: int
     requests: list[QueuedRequest]
+    dead: list[DeadOut] = Field(
+        default_factory=list,
+        description="requests the worker could not run: never drained again; delete them or "
+                    "re-queue them (POST /api/queue/dead/{id}/requeue)")
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=1, max_length=1024)
+
+
+def _dead_out(letter: DeadLetter) -> dict[str, Any]:
+    return {**letter.to_json(), "name": letter.name}
 
 
 def _out(queue: RetryQueue) -> dict[str, Any]:
     items = queue.requests()
-    return {"length": len(items), "requests": [r.to_json() for r in items]}
+    return {"length": len(items), "requests": [r.to_json() for r in items],
+            "dead": [_dead_out(d) for d in queue.dead()]}
 
 
 @router.get("/api/queue", response_model=QueueOut, dependencies=[Authorized])
@@ -129,14 +163,26 @@ def reorder_queue(body: Reorder, queue: QueueDep):
     return _out(queue)
 
 
+@router.post("/api/queue/dead/{dead_id}/requeue", response_model=QueuedRequest,
+             status_code=201, dependencies=[Authorized])
+def requeue_dead(dead_id: RequestId, queue: QueueDep):
+    """Put a dead letter back at the end of the queue (validated again: 422 if it fails)."""
+    return queue.revive(dead_id).to_json()
+
+
+@router.delete("/api/queue/dead/{dead_id}", response_model=DeadOut, dependencies=[Authorized])
+def delete_dead(dead_id: RequestId, queue: QueueDep):
+    return _dead_out(queue.delete_dead(dead_id))
+
+
 async def retry_body(request: Request) -> tuple[RetryIn, bool]:
-    """The retry as JSON (API) or as the package page's form; parsing only, no I/O."""
-    ctype = request.headers.get("content-type", "")
-    is_form = ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data"))
+    """The retry as JSON (API, the page's script) or as the package page's plain form (no
+    script); parsing only. The form's CSRF token was checked by guard_state_change."""
+    is_form = media_type(request) == FORM_TYPE
     try:
         if is_form:
             form = await request.form()
-            data: Any = {k: v for k, v in form.items() if isinstance(v, str)}
+            data: Any = {k: v for k, v in form.items() if isinstance(v, str) and k != CSRF_FIELD}
             data["use_hints"] = False  # the form shows the suggestion already, as edited
         else:
             return RetryIn.model_validate_json(await request.body() or b"{}"), False
@@ -155,6 +201,7 @@ _RETRY_SCHEMA = RetryIn.model_json_schema()
     dependencies=[Authorized],
     openapi_extra={"requestBody": {"content": {
         "application/json": {"schema": _RETRY_SCHEMA},
+        # the package page's form: the same fields plus csrf_token (from the page)
         "application/x-www-form-urlencoded": {"schema": _RETRY_SCHEMA},
     }}},
 )
@@ -200,25 +247,36 @@ def worker_status(worker: Worker) -> dict[str, Any]:
 
 @router.post("/api/session/token", tags=["auth"])
 def session_token(
+    request: Request,
     response: Response,
     settings: Settings,
-    token: Annotated[str | None, Query(description="the WORKER_TOKEN")] = None,
+    sessions: Annotated[SessionStore, Depends(get_sessions)],
+    body: TokenIn | None = None,
     x_worker_token: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
-    """Check a token and keep it in an HttpOnly, SameSite=Strict cookie for the browser."""
+    """Check the token (X-Worker-Token header or JSON `{"token": ...}`) and start a session.
+
+    The cookie holds a new random session id (HttpOnly, SameSite=Strict, Secure over https),
+    never the token; a session the browser had before is ended (no fixation).
+    """
     if not settings.token:
         return {"ok": True, "auth_required": False}
-    supplied = x_worker_token or token
+    supplied = x_worker_token or (body.token if body else None)
     if not supplied:
-        raise HTTPException(401, "give the token as ?token= or X-Worker-Token")
+        raise HTTPException(401, "give the token in X-Worker-Token or as JSON {\"token\": ...}")
     if not token_ok(settings, supplied):
         raise HTTPException(403, "wrong worker token")
-    response.set_cookie(TOKEN_COOKIE, supplied, httponly=True, samesite="strict", path="/",
-                        max_age=7 * 86400)
+    sessions.end(request.cookies.get(SESSION_COOKIE))
+    set_session_cookie(response, request, sessions.create(), max_age=int(sessions.lifetime))
     return {"ok": True, "auth_required": True}
 
 
 @router.delete("/api/session/token", tags=["auth"])
-def end_session(response: Response) -> dict[str, Any]:
-    response.delete_cookie(TOKEN_COOKIE, path="/", httponly=True, samesite="strict")
+def end_session(
+    request: Request, response: Response,
+    sessions: Annotated[SessionStore, Depends(get_sessions)],
+) -> dict[str, Any]:
+    """Log out: the session is forgotten here, so a copied cookie stops working too."""
+    sessions.end(request.cookies.get(SESSION_COOKIE))
+    clear_session_cookie(response, request)
     return {"ok": True}

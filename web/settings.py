@@ -11,6 +11,7 @@ from pathlib import Path
 
 from refinery_lib.queue import QUEUE_FILE, RetryQueue
 
+from .security import parse_origins
 from .worker import WorkerConfig
 
 
@@ -25,6 +26,10 @@ class PanelSettings:
     worker: WorkerConfig | None = None
     autorun_interval: float = 0.0
     package_manager: str = "dnf"
+    # origins besides the panel's own that may change things (a proxy's public name)
+    allowed_origins: tuple[str, ...] = ()
+    # accept changes without WORKER_TOKEN on other than loopback (refinery serve's flag)
+    insecure_no_token: bool = False
 
     @property
     def auth_required(self) -> bool:
@@ -69,6 +74,8 @@ class PanelSettings:
             worker=WorkerConfig.from_env(env, queue_path=queue, history_db=db_path),
             autorun_interval=max(0.0, interval),
             package_manager=env.get("REFINERY_PACKAGE_MANAGER") or default_package_manager(),
+            allowed_origins=parse_origins(env.get("PANEL_ALLOWED_ORIGINS", "")),
+            insecure_no_token=env.get("PANEL_INSECURE_NO_TOKEN", "") == "1",
         )
 
 

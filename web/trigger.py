@@ -70,8 +70,9 @@ class WebhookWorker:
 
     def trigger(self) -> dict[str, Any]:
         headers = {"X-Worker-Token": self.token} if self.token else {}
+        # a JSON body: the service refuses state changes that could come from a browser form
         try:
-            resp = httpx.post(self.url, headers=headers, timeout=self.timeout)
+            resp = httpx.post(self.url, headers=headers, json={}, timeout=self.timeout)
         except httpx.HTTPError as exc:
             raise WorkerUnavailable(f"worker service at {self.url} did not answer: {exc}") from exc
         try:

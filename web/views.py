@@ -73,7 +73,7 @@ def _hints_for(event: dict[str, Any], settings: PanelSettings, entries: list[dic
         return [h for h in recorded if isinstance(h, dict)]
     if log is None or not entries:
         return []
-    text, _, _ = logs.read_tail(log.path, 64 * 1024)
+    text, _, _ = logs.tail_of(log, 64 * 1024)
     return catalog.match_log(text, settings.hints_path, entries)
 
 

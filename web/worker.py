@@ -79,6 +79,7 @@ class WorkerResult:
     requests: list[str] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
+    dead: list[str] = field(default_factory=list)  # ids set aside as dead letters
     started: float = field(default_factory=time.time)
     finished: float = 0.0
 
@@ -90,8 +91,8 @@ class WorkerResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"status": self.status, "requests": self.requests, "runs": self.runs,
-                "error": self.error, "started": self.started, "finished": self.finished,
-                "returncode": self.returncode}
+                "error": self.error, "dead": self.dead, "started": self.started,
+                "finished": self.finished, "returncode": self.returncode}
 
 
 def default_runner(argv: list[str]) -> int:
@@ -132,10 +133,14 @@ def drain_and_run(
         for (python, platform), group in _by_target(requests, cfg).items():
             try:
                 result.runs.append(_run_group(cfg, python, platform, group, runner, say))
-            except (Exception, SystemExit) as exc:  # any failure to start: give requests back
-                cfg.queue.requeue(group)
+            except (Exception, SystemExit) as exc:
+                # the run refused these requests: set them aside with the reason (the queue
+                # page shows them), since back at the front they would fail on every drain
+                reason = f"the run did not start: {type(exc).__name__}: {exc}"
+                cfg.queue.bury(group, reason)
                 result.status, result.error = "error", f"{type(exc).__name__}: {exc}"
-                say(f"run failed to start, {len(group)} request(s) put back: {exc}")
+                result.dead += [r.id for r in group]
+                say(f"run failed to start, {len(group)} request(s) set aside: {exc}")
         result.finished = time.time()
         return result
 

@@ -43,6 +43,72 @@ def test_requests_are_normalized_and_validated():
         RetryRequest("pkg", system_packages=["gcc; reboot"])
 
 
+@pytest.mark.parametrize("fields", [
+    {"name": "cfast\n"}, {"name": "cfast\r\n"}, {"name": "\ncfast"},
+    {"name": "cfast", "platform_tag": ".."}, {"name": "cfast", "platform_tag": "linux_s390x\n"},
+    {"name": "cfast", "platform_tag": "manylinux2014_s390x.."},
+    {"name": "cfast", "platform_tag": "Manylinux2014_S390X"},
+    {"name": "cfast", "platform_tag": "macosx_11_0_arm64"},  # the run would refuse it
+    {"name": "cfast", "python_tag": "cp311\x00"}, {"name": "cfast", "python_tag": "cp3.11"},
+    {"name": "cfast", "python_tag": ".."}, {"name": "cfast", "python_tag": "cp311 cp312"},
+    {"name": "cfast", "version": "1.0\n2.0"}, {"name": "cfast", "system_packages": ["gcc\n"]},
+    {"name": "cfast", "id": "abcdef12\n"},
+])
+def test_validation_matches_whole_values_only(fields):
+    """`re.match` with `$` lets a trailing newline through; every check is a fullmatch."""
+    with pytest.raises(QueueError):
+        RetryRequest(**fields)
+
+
+def test_accepted_targets():
+    for tag in ("manylinux2014_s390x", "manylinux_2_28_s390x", "musllinux_1_2_s390x",
+                "linux_s390x", "native"):
+        assert RetryRequest("cfast", platform_tag=tag).platform_tag == tag
+    assert RetryRequest("cfast", python_tag=" 3.12 ").python_tag == "cp312"
+
+
+def test_dead_letters_are_kept_aside_until_requeued_or_deleted(tmp_path):
+    q = RetryQueue(tmp_path / "q.json")
+    a = q.add(RetryRequest("alpha", recipe_steps=[["make"]]))
+    b = q.add(RetryRequest("beta"))
+    taken = q.drain()
+    (dead_a, dead_b) = q.bury(taken, "the run did not start: SystemExit: 2")
+    assert len(q) == 0 and q.drain() == []  # never drained again
+    assert [(d.id, d.name, d.reason) for d in q.dead()] == [
+        (a.id, "alpha", "the run did not start: SystemExit: 2"),
+        (b.id, "beta", "the run did not start: SystemExit: 2")]
+    later = q.add(RetryRequest("later"))
+    revived = q.revive(a.id)
+    assert revived == a  # the same request, at the end of the queue
+    assert [r.id for r in q.requests()] == [later.id, a.id]
+    assert q.delete_dead(b.id).name == "beta"
+    assert q.dead() == []
+    with pytest.raises(RequestNotFound):
+        q.revive(b.id)
+    with pytest.raises(RequestNotFound):
+        q.delete_dead(b.id)
+    assert json.loads(q.path.read_text())["dead"] == []
+
+
+def test_invalid_stored_requests_become_dead_letters(tmp_path):
+    """A queue written by a laxer version stays usable: the bad entry is set aside, visible."""
+    q = RetryQueue(tmp_path / "q.json")
+    good = RetryRequest("good")
+    q.path.write_text(json.dumps({"format": 1, "requests": [
+        {"name": "evil\n", "platform_tag": "..", "id": "0123456789abcdef"}, good.to_json(),
+        "not even an object"]}))
+    assert [r.id for r in q.drain()] == [good.id]
+    dead = q.dead()
+    assert [d.id for d in dead][0] == "0123456789abcdef"
+    assert all(d.reason.startswith("not a valid request") for d in dead) and len(dead) == 2
+    with pytest.raises(QueueError):
+        q.revive("0123456789abcdef")  # still invalid: stays a dead letter
+    assert len(q.dead()) == 2
+    for d in dead:
+        q.delete_dead(d.id)
+    assert q.dead() == [] and len(q) == 0
+
+
 def test_recipe_text_round_trip():
     steps = [["dnf", "install", "-y", "openblas-devel"], ["sh", "-c", "echo 'a b' > /tmp/x"]]
     assert steps_from_text(steps_to_text(steps)) == steps

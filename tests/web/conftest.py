@@ -7,6 +7,8 @@ several days, with the attempt logs on disk where the build puts them.
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 import threading
 import time
@@ -114,12 +116,21 @@ def settings(cache, tmp_path) -> PanelSettings:
                          package_manager="dnf")
 
 
-def client_for(settings: PanelSettings) -> TestClient:
-    """An app built with nonsense settings, then swapped through the dependency, as tests do."""
+BASE_URL = "http://127.0.0.1"
+TOKEN = "s3cret-token-for-tests"  # 16+ characters: shorter ones are refused
+
+
+def client_for(settings: PanelSettings, base_url: str = BASE_URL,
+               origin: bool = True) -> TestClient:
+    """An app built with nonsense settings, then swapped through the dependency, as tests do.
+
+    It talks to the panel as its own pages do: on loopback, with the panel's Origin header
+    (browsers send one with every POST); `origin=False` for a client that sends none.
+    """
     app = create_app(PanelSettings(Path("/nonexistent/h.db"), Path("/nonexistent/q.json"),
                                    Path("/nonexistent/logs")))
     app.dependency_overrides[get_settings] = lambda: settings
-    return TestClient(app)
+    return TestClient(app, base_url=base_url, headers={"Origin": base_url} if origin else {})
 
 
 @pytest.fixture
@@ -129,7 +140,14 @@ def client(settings) -> TestClient:
 
 @pytest.fixture
 def token_settings(settings) -> PanelSettings:
-    return replace(settings, token="s3cret-token")
+    return replace(settings, token=TOKEN)
+
+
+def csrf_of(page: str) -> str:
+    """The CSRF token a page's form carries (the hidden csrf_token input)."""
+    m = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page)
+    assert m, "the page has no form with a CSRF token"
+    return m.group(1)
 
 
 def free_port() -> int:
@@ -138,12 +156,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+
+
+@pytest.fixture
+def browser():
+    """Debian's Chromium driven by Playwright (no browser download)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (.ci/install.d/30-browser.sh)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
 class ServerThread:
     """A real uvicorn on 127.0.0.1 in a thread, stopped by the test."""
 
-    def __init__(self, app):
+    def __init__(self, app, log_level: str = "warning"):
         self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level=log_level,
                                 timeout_graceful_shutdown=2, lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

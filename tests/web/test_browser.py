@@ -8,13 +8,12 @@ and a line appended to a log must appear in the open log page through SSE.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from refinery_lib.queue import RetryQueue
+from refinery_lib.queue import RetryQueue, RetryRequest
 from tests.web.conftest import ServerThread
 from web.app import create_app
 from web.trigger import LocalWorker
@@ -22,22 +21,8 @@ from web.worker import WorkerConfig
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
 WAIT = 30_000  # ms; generous for two shared cores, never asserted as a duration
-
-
-@pytest.fixture
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (.ci/install.d/30-browser.sh)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 class Recorder:
@@ -141,4 +126,31 @@ def _walk_through(page, url: str, settings, expect) -> None:
     assert page.locator("[data-log] i").count() == 0  # shown as text, not markup
     page.screenshot(path=str(ARTIFACTS / "panel-log-live.png"), full_page=True)
 
+    assert errors == []
+
+
+def test_dead_letters_on_the_queue_page(browser, settings):
+    """A request the worker could not run is shown with its reason; the buttons re-queue or
+    delete it (JSON from the page's own origin)."""
+    expect = pytest.importorskip("playwright.sync_api").expect
+    queue = RetryQueue(settings.queue_path)
+    back = queue.add(RetryRequest("cfast", "1.0"))
+    gone = queue.add(RetryRequest("cdep", "0.5"))
+    queue.bury(queue.drain(), "the run did not start: SystemExit: 2")
+    with ServerThread(create_app(settings)) as srv:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            page.goto(srv.url + "/queue")
+            for r in (back, gone):
+                expect(page.locator(f"#dead-{r.id} [data-dead-reason]")).to_contain_text(
+                    "SystemExit: 2", timeout=WAIT)
+            page.click(f"#dead-{gone.id} [data-dead-delete]")
+            page.wait_for_selector(f"#dead-{gone.id}", state="detached", timeout=WAIT)
+            page.click(f"#dead-{back.id} [data-dead-requeue]")
+            page.wait_for_selector(f"#req-{back.id}", timeout=WAIT)
+        finally:
+            page.close()
+    assert [r.id for r in queue.requests()] == [back.id] and queue.dead() == []
     assert errors == []

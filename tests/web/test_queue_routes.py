@@ -9,10 +9,12 @@ import pytest
 
 from refinery_lib.history import History
 from refinery_lib.queue import RetryQueue, RetryRequest
-from tests.web.conftest import ServerThread, client_for
+from tests.web.conftest import ServerThread, client_for, csrf_of
 from web.trigger import LocalWorker
 from web.worker import WorkerConfig
 from web.worker_service import create_worker_app
+
+HOOK_TOKEN = "hook-token-0123456789"
 
 
 def test_queue_add_edit_reorder_delete(client, settings):
@@ -61,16 +63,25 @@ def test_retry_api_takes_the_suggested_recipe_from_hints(client, settings):
 
 
 def test_retry_form_from_the_package_page_redirects_to_the_queue(client, settings):
-    r = client.post("/package/broken/retry", follow_redirects=False, data={
-        "version": "0.1", "python_tag": "cp311", "platform_tag": "manylinux2014_s390x",
-        "recipe_steps_text": "gcc --version\necho 'edited step'", "system_packages_text": "",
-        "note": "from the form"})
+    """The form as a browser without scripts posts it: with the page's CSRF token."""
+    form = {"version": "0.1", "python_tag": "cp311", "platform_tag": "manylinux2014_s390x",
+            "recipe_steps_text": "gcc --version\necho 'edited step'",
+            "system_packages_text": "", "note": "from the form"}
+    r = client.post("/package/broken/retry", follow_redirects=False, data=form)
+    assert r.status_code == 403  # no session, no CSRF token: refused
+    token = csrf_of(client.get("/package/broken").text)  # also sets the session cookie
+    r = client.post("/package/broken/retry", follow_redirects=False,
+                    data={**form, "csrf_token": token[::-1]})
+    assert r.status_code == 403
+    r = client.post("/package/broken/retry", follow_redirects=False,
+                    data={**form, "csrf_token": token})
     assert r.status_code == 303
     (req,) = RetryQueue(settings.queue_path).requests()
     assert r.headers["location"] == f"/queue#req-{req.id}"
     assert req.recipe_steps == [["gcc", "--version"], ["echo", "edited step"]]
     assert req.system_packages == [] and req.note == "from the form"
-    bad = client.post("/package/broken/retry", data={"recipe_steps_text": "echo 'open"})
+    bad = client.post("/package/broken/retry",
+                      data={"recipe_steps_text": "echo 'open", "csrf_token": token})
     assert bad.status_code == 422
     assert len(RetryQueue(settings.queue_path)) == 1
 
@@ -134,17 +145,18 @@ def test_trigger_without_any_worker_is_503(client):
 def test_trigger_through_the_worker_service_webhook(settings, worker_dirs):
     """The panel POSTs to a real worker service on loopback, which drains the shared queue."""
     recorder = Recorder(rc=0)
-    service = create_worker_app(worker_dirs, token="hooktoken")
+    service = create_worker_app(worker_dirs, token=HOOK_TOKEN)
     service.state.worker = LocalWorker(worker_dirs, runner=recorder)
     RetryQueue(settings.queue_path).add(RetryRequest("cfast", "1.0"))
     with ServerThread(service) as srv:
         assert srv_get(srv, "/healthz")["worker"] is True
-        bad = client_for(replace(settings, webhook_url=srv.url + "/trigger", token="wrong"))
-        r = bad.post("/api/worker/trigger", headers={"X-Worker-Token": "wrong"})
+        wrong = "wrong-but-long-enough-token"
+        bad = client_for(replace(settings, webhook_url=srv.url + "/trigger", token=wrong))
+        r = bad.post("/api/worker/trigger", headers={"X-Worker-Token": wrong})
         assert r.status_code == 503 and "403" in r.json()["detail"]
         assert len(RetryQueue(settings.queue_path)) == 1  # refused: nothing drained
-        good = client_for(replace(settings, webhook_url=srv.url + "/trigger", token="hooktoken"))
-        r = good.post("/api/worker/trigger", headers={"X-Worker-Token": "hooktoken"})
+        good = client_for(replace(settings, webhook_url=srv.url + "/trigger", token=HOOK_TOKEN))
+        r = good.post("/api/worker/trigger", headers={"X-Worker-Token": HOOK_TOKEN})
         assert r.status_code == 202 and r.json()["mode"] == "webhook"
         service.state.worker.wait(60)
     ((argv, config),) = recorder.calls
@@ -161,11 +173,17 @@ def srv_get(srv, path):
 def test_worker_service_needs_its_token(worker_dirs):
     from fastapi.testclient import TestClient
 
-    client = TestClient(create_worker_app(worker_dirs, token="t0k"))
-    assert client.post("/trigger").status_code == 401
+    client = TestClient(create_worker_app(worker_dirs, token=HOOK_TOKEN),
+                        base_url="http://127.0.0.1")
+    assert client.post("/trigger", json={}).status_code == 401
     assert client.post("/trigger", headers={"X-Worker-Token": "nope"}).status_code == 403
-    assert client.get("/status", params={"token": "t0k"}).json()["queue_depth"] == 0
+    # never in the URL: a token there ends up in access logs
+    assert client.get("/status", params={"token": HOOK_TOKEN}).status_code == 401
+    r = client.get("/status", headers={"X-Worker-Token": HOOK_TOKEN})
+    assert r.json()["queue_depth"] == 0
     assert client.get("/openapi.json").status_code == 200
+    with pytest.raises(ValueError, match="at least 16"):
+        create_worker_app(worker_dirs, token="t0k")
 
 
 def test_a_second_trigger_while_running_is_409(settings, worker_dirs):

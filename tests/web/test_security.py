@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from refinery_lib.queue import RetryQueue, RetryRequest
-from tests.web.conftest import XSS, client_for
-
-TOKEN = "s3cret-token"
+from tests.web.conftest import TOKEN, XSS, client_for
 
 GUARDED = [
     ("get", "/api/queue", None),
@@ -44,36 +42,52 @@ def test_missing_token_is_401_and_changes_nothing(guarded, token_settings, metho
 def test_wrong_token_is_403_and_changes_nothing(guarded, token_settings, method, url, body):
     client, queued = guarded
     before = token_settings.queue_path.read_bytes()
-    for kw in ({"headers": {"X-Worker-Token": "wrong"}}, {"params": {"token": "s3cret-tokeX"}},
-               {}):
-        client.cookies.clear()
-        if not kw:
-            client.cookies.set("worker_token", TOKEN + "x")
-        r = _call(client, method, url.format(id=queued.id), body, **kw)
-        assert r.status_code == 403, kw or "cookie"
+    r = _call(client, method, url.format(id=queued.id), body,
+              headers={"X-Worker-Token": TOKEN + "x"})
+    assert r.status_code == 403
     assert token_settings.queue_path.read_bytes() == before
 
 
-def test_token_by_header_query_or_cookie(guarded):
+@pytest.mark.parametrize(("method", "url", "body"), GUARDED)
+def test_token_in_url_or_forged_cookie_is_not_accepted(guarded, token_settings, method, url,
+                                                       body):
+    """?token= (even the right one) and cookies that hold no live session are no credential."""
+    client, queued = guarded
+    before = token_settings.queue_path.read_bytes()
+    for cookie in (None, TOKEN, "x" * 43):
+        client.cookies.clear()
+        if cookie:
+            client.cookies.set("refinery_session", cookie)
+            client.cookies.set("worker_token", cookie)  # the old cookie, raw token inside
+        r = _call(client, method, url.format(id=queued.id), body, params={"token": TOKEN})
+        assert r.status_code == 401, cookie
+    assert token_settings.queue_path.read_bytes() == before
+
+
+def test_token_by_header_or_session(guarded):
     client, _ = guarded
     assert client.get("/api/queue", headers={"X-Worker-Token": TOKEN}).json()["length"] == 1
-    assert client.get("/api/queue", params={"token": TOKEN}).json()["length"] == 1
-    client.cookies.set("worker_token", TOKEN)
+    assert client.get("/api/queue", params={"token": TOKEN}).status_code == 401
+    assert client.post("/api/session/token", json={"token": TOKEN}).status_code == 200
     assert client.get("/api/queue").json()["length"] == 1
 
 
-def test_session_token_sets_a_strict_httponly_cookie(guarded):
+def test_session_token_sets_a_strict_httponly_cookie_without_the_token(guarded):
     client, _ = guarded
-    r = client.post("/api/session/token", params={"token": "nope"})
+    r = client.post("/api/session/token", headers={"X-Worker-Token": "nope"})
     assert r.status_code == 403 and "set-cookie" not in r.headers
+    assert client.post("/api/session/token", params={"token": TOKEN}).status_code == 401
     assert client.post("/api/session/token").status_code == 401
     r = client.post("/api/session/token", headers={"X-Worker-Token": TOKEN})
     assert r.status_code == 200
-    cookie = r.headers["set-cookie"].lower()
-    assert "worker_token=" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith("refinery_session=") and TOKEN not in cookie
+    lowered = cookie.lower()
+    assert "httponly" in lowered and "samesite=strict" in lowered and "secure" not in lowered
     # the client keeps the cookie: the queue answers now, as in a browser
     assert client.get("/api/queue").status_code == 200
     assert client.delete("/api/session/token").status_code == 200
+    assert client.get("/api/queue").status_code == 401
 
 
 def test_without_worker_token_everything_is_open(client):

@@ -82,16 +82,26 @@ def test_drain_lays_recipes_over_the_users_config(tmp_path):
     assert not list((cfg.cache / "worker").glob("retry-config-*"))  # temp configs removed
 
 
-def test_a_run_that_cannot_start_gives_its_requests_back(tmp_path):
+def test_a_run_that_cannot_start_sets_its_requests_aside(tmp_path):
+    """Not back to the front of the queue, where they would fail again on every drain."""
     cfg = _cfg(tmp_path)
     req = cfg.queue.add(RetryRequest("cfast"))
+    calls = []
 
     def runner(argv):
+        calls.append(argv)
         raise SystemExit(2)  # e.g. argparse refusing a flag
 
     result = drain_and_run(cfg, runner, log=lambda m: None)
-    assert result.status == "error" and result.returncode == 2
-    assert [r.id for r in cfg.queue.requests()] == [req.id]
+    assert result.status == "error" and result.returncode == 2 and result.dead == [req.id]
+    assert cfg.queue.requests() == []
+    (dead,) = cfg.queue.dead()
+    assert dead.id == req.id and "SystemExit: 2" in dead.reason
+    assert drain_and_run(cfg, runner, log=lambda m: None).status == "empty"
+    assert len(calls) == 1
+    res = run_refinery(["queue", "--queue-path", str(cfg.queue.path), "--json"])
+    data = json.loads(res.stdout)
+    assert data["length"] == 0 and [d["id"] for d in data["dead"]] == [req.id]
 
 
 def test_one_worker_per_cache(tmp_path):
@@ -155,10 +165,11 @@ def test_failure_retry_with_edited_recipe_is_rebuilt_by_the_worker(
     assert page.status_code == 200 and "the last build failed" in page.text
     assert 'href="/logs/broken/0.1?attempt=1' in page.text  # the failed attempt's log
     step = f"{sys.executable} -c \"print('queued recipe step ran')\""
-    r = client.post("/package/broken/retry", data={
+    # as the package page's script sends it: JSON, the form's fields as edited
+    r = client.post("/package/broken/retry", json={
         "version": "0.1", "python_tag": "", "platform_tag": "", "recipe_steps_text": step,
-        "system_packages_text": "", "note": "retry from the test"}, follow_redirects=False)
-    assert r.status_code == 303
+        "system_packages_text": "", "note": "retry from the test", "use_hints": False})
+    assert r.status_code == 201
     assert client.get("/api/queue").json()["length"] == 1
 
     worker_flags = run_flags + (["--allow-system-recipes"]

@@ -1,5 +1,7 @@
 // The panel's behaviour: charts, queue editing, worker trigger, token cookie, live logs.
 // No inline scripts anywhere (the CSP forbids them); everything hangs off data-* attributes.
+// Every change is sent as JSON by fetch from the panel's own origin: the server refuses
+// other bodies (but the package page's form with its CSRF token) and other origins.
 "use strict";
 
 function $(sel, root) { return (root || document).querySelector(sel); }
@@ -76,6 +78,50 @@ function wireTrigger() {
       } finally {
         button.disabled = false;
       }
+    });
+  }
+}
+
+function wireRetry() {
+  const form = $("[data-retry-form]");
+  if (!form) return;
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const msg = $("[data-retry-msg]", form);
+    const field = (name) => form.elements[name].value;
+    try {
+      const req = await api("POST", form.getAttribute("action"), {
+        version: field("version").trim(),
+        python_tag: field("python_tag").trim(),
+        platform_tag: field("platform_tag").trim(),
+        recipe_steps_text: field("recipe_steps_text"),
+        system_packages_text: field("system_packages_text"),
+        note: field("note"),
+        use_hints: false,  // the form shows the suggestion already, as edited
+      });
+      window.location.href = "/queue#req-" + encodeURIComponent(req.id);
+    } catch (e) {
+      say(msg, e.message, false);
+    }
+  });
+}
+
+function wireDead() {
+  for (const li of $all("[data-dead-id]")) {
+    const id = li.dataset.deadId;
+    const msg = $("[data-msg]", li);
+    $("[data-dead-requeue]", li).addEventListener("click", async () => {
+      try {
+        const req = await api("POST", "/api/queue/dead/" + id + "/requeue");
+        window.location.href = "/queue#req-" + encodeURIComponent(req.id);
+        window.location.reload();
+      } catch (e) { say(msg, e.message, false); }
+    });
+    $("[data-dead-delete]", li).addEventListener("click", async () => {
+      try {
+        await api("DELETE", "/api/queue/dead/" + id);
+        li.remove();
+      } catch (e) { say(msg, e.message, false); }
     });
   }
 }
@@ -169,7 +215,9 @@ document.addEventListener("DOMContentLoaded", () => {
   wireJump();
   wireToken();
   wireTrigger();
+  wireRetry();
   wireQueue();
+  wireDead();
   wireLog();
   wireHintFilter();
 });
