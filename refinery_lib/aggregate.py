@@ -23,7 +23,7 @@ from .files import inside, place_wheel, read_json, write_json, write_tree
 from .history import History
 from .models import BAD_STATUSES, Action, Outcome, PlanNode, Status
 from .provenance import provenance
-from .safe_env import redact_data
+from .safe_env import printable, redact_data
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -460,9 +460,8 @@ def summary_table(manifest: dict[str, Any]) -> str:
         lines.append("")
         lines.append(f"{'package':<30} {'version':<12} {'status':<8} detail")
         for e in bad:
-            lines.append(
-                f"{e['name'][:30]:<30} {e['version'][:12]:<12} {e['status']:<8} {e['detail'][:160]}"
-            )
+            name, version, detail = (printable(e[k]) for k in ("name", "version", "detail"))
+            lines.append(f"{name[:30]:<30} {version[:12]:<12} {e['status']:<8} {detail[:160]}")
     closure = manifest.get("closure", {})
     if closure.get("ok") is not None:
         lines.append("")

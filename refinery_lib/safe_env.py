@@ -149,6 +149,15 @@ class Redactor:
         return redact(data, self.secrets)
 
 
+def printable(text: str) -> str:
+    """`text` safe to print on a terminal: control characters (newlines, escape sequences a
+    stranger put in a file name or a build's output) shown as escapes, not acted on."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 def redact_data(data: Any, secrets: tuple[str, ...] | None = None) -> Any:
     """`data` (JSON-like: dicts, lists, strings) with `redact` applied to every string."""
     secrets = known_secrets() if secrets is None else secrets

@@ -15,6 +15,7 @@ from .files import read_json, write_json
 from .history import History, new_event
 from .models import Action, Outcome, PlanNode, Status, WheelRecord
 from .plan import Planner
+from .safe_env import printable
 from .settings import Settings
 from .wheels import scan_folder, sha256_file
 
@@ -66,7 +67,7 @@ def plan_workflow(settings: Settings, inventory_path: Path, plan_path: Path) -> 
         counts[str(n.action)] = counts.get(str(n.action), 0) + 1
     log.info("plan: %s; %d invalid input file(s)", counts, len(invalid))
     for item in invalid:
-        log.warning("invalid input %s: %s", item["file"], item["reason"])
+        log.warning("invalid input %s: %s", printable(item["file"]), printable(item["reason"]))
     write_json(
         plan_path,
         {

@@ -108,3 +108,10 @@ def test_history_and_engine_env_hold_no_secret(tmp_path, monkeypatch):
     assert raw[0] == "error: ***" and json.loads(raw[1]) == {"log_tail": "***"}
     assert "WORKER_TOKEN" not in engine_env({"X": "1"}) and engine_env({"X": "1"})["X"] == "1"
     assert engine_env()["PATH"] == os.environ["PATH"]
+
+
+def test_printable_defuses_terminal_control():
+    from refinery_lib.safe_env import printable
+
+    assert printable("plain-1.0.whl") == "plain-1.0.whl"
+    assert printable("new\nline\x1b[2J.whl") == "new\\nline\\x1b[2J.whl"
