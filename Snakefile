@@ -8,7 +8,8 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
-sys.path.insert(0, workflow.basedir)  # refinery_lib, when run from a checkout without install
+if os.path.isdir(os.path.join(workflow.basedir, "refinery_lib")):
+    sys.path.insert(0, workflow.basedir)  # refinery_lib, when run from a checkout uninstalled
 
 
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")

@@ -9,7 +9,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import sys
 import sysconfig
@@ -37,7 +36,13 @@ from .buildenv import (
 from .cross.attempt import cross_recipe, run_cross_build, target_libraries_for, tools_for
 from .errors import BuildError, CommandError, IndexAccessError
 from .files import inside, place_wheel, read_json, write_json
-from .hints import Hint, match_log, python_deps_from_hints, recipe_from_hints
+from .hints import (
+    Hint,
+    first_error_line,
+    match_log,
+    python_deps_from_hints,
+    recipe_from_hints,
+)
 from .history import new_event
 from .index import candidate_versions
 from .interpreter import check_local_target, interpreter_for
@@ -60,7 +65,8 @@ log = logging.getLogger(__name__)
 
 #: build backends that choose their own compile flags (a CFLAGS variable only adds to them)
 OWN_FLAGS_BACKENDS = ("mesonpy", "scikit_build_core", "maturin", "cmeel", "py_build_cmake")
-_ERROR_LINE = re.compile(r"(error|Error|ERROR|fatal|No matching distribution|killed after)")
+#: joins the parts of a failed build's one-line reason: error line, hint, log
+REASON_SEP = " — "
 
 
 def build_key(name: str, settings: Settings, sdist_sha: str) -> str:
@@ -80,7 +86,17 @@ def build_key(name: str, settings: Settings, sdist_sha: str) -> str:
 
 
 def fetch_sdist(node: PlanNode, settings: Settings) -> Path:
+    """The sdist of a build node in the download cache: downloaded (sha256 checked), or
+    copied from the input folder for an sdist the wheelhouse holds (the scan's sha256 must
+    still match: the file may have changed since)."""
     src = node.source or {}
+    if src.get("input_path"):
+        path = place_wheel(Path(src["input_path"]), settings.paths.downloads)
+        if src.get("sha256") and sha256_file(path) != src["sha256"]:
+            path.unlink(missing_ok=True)
+            raise IndexAccessError(f"the input's {src['filename']} changed since it was "
+                                   "scanned; run again")
+        return path
     dist = DistFile(**{k: src[k] for k in DistFile.__dataclass_fields__ if k in src})
     return settings.index().download(dist, settings.paths.downloads)
 
@@ -104,6 +120,8 @@ class AttemptResult:
     timed_out: bool = False
     wheel: Path | None = None
     detail: str = ""
+    #: what went wrong, in one line: the refinery's own reason, else the log's first error
+    error_line: str = ""
     hints: list[dict[str, Any]] = field(default_factory=list)
     build_deps: dict[str, str] = field(default_factory=dict)
     source_date_epoch: int | None = None
@@ -306,9 +324,8 @@ def _attempt(
         result.hints = [h.to_json() for h in match_log(log_path) if h.category != "advice"]
         _step_down(run, result)
         why = "timeout" if result.timed_out else f"exit {result.exit_code}"
-        result.detail = f"attempt {number} ({variant_name}) failed ({why}): " + (
-            error or _last_error(log_path) or "see the log"
-        )
+        result.error_line = _error_line(result, error, settings.attempts.timeout)
+        result.detail = f"attempt {number} ({variant_name}) failed ({why}): {result.error_line}"
         shutil.rmtree(work, ignore_errors=True)
     run.attempts.append(result)
     earlier: dict[str, Any] = {}
@@ -670,9 +687,12 @@ def _failure(run: _Run, result: AttemptResult) -> BuildError:
         "timed_out": result.timed_out,
         "missing_python_deps": python_deps_from_hints_json(hints),
     }
-    detail = f"{len(run.attempts)} attempt(s) failed; last: {result.detail}"
+    reason = f"{len(run.attempts)} attempt(s) failed; last: {result.detail}"
     if hints:
-        detail += "; hints: " + "; ".join(_hint_summary(h) for h in hints[:5])
+        reason += "; hints: " + "; ".join(_hint_summary(h) for h in hints[:5])
+    # the one line a person reads (summary, progress, panel); the manifest keeps the story
+    detail = failure_line(result.error_line, hints, result.log_path)
+    meta |= {"reason": reason, "error_line": result.error_line}
     run.event(node.version, Status.FAILED, detail, **meta)
     err = BuildError(detail, result.log_path, hints)
     err.events = run.events  # type: ignore[attr-defined]
@@ -698,6 +718,36 @@ def _metadata(run: _Run, result: AttemptResult, sdist: Path | None) -> dict[str,
         "needed_by": list(run.node.needed_by),
         **({"sdist": sdist.name, "sdist_sha256": sha256_file(sdist)} if sdist else {}),
     }
+
+
+def failure_line(error_line: str, hints: list[dict[str, Any]], log_path: Path | None) -> str:
+    """A failed build's reason in one line: what went wrong, the first hint (what to
+    install), where the log is, e.g. `x.c:3:10: fatal error: zstd.h: No such file or
+    directory — hint: Zstandard headers are missing (zstd; apt: libzstd-dev; dnf:
+    libzstd-devel) — log: /cache/logs/x-1.0-attempt1-isolated.log`."""
+    parts = [error_line or "failed (no error line in the log)"]
+    if hints:
+        first = hints[0]
+        what = [str(first["id"])]
+        what += [f"{family}: {' '.join(first[family])}" for family in ("apt", "dnf")
+                 if first.get(family)]
+        note = " ".join(str(first.get("note", "")).split()).rstrip(".")
+        more = f" (+{len(hints) - 1} more in the manifest)" if len(hints) > 1 else ""
+        parts.append(f"hint: {note} ({'; '.join(what)}){more}".replace(":  (", ": ("))
+    if log_path is not None:
+        parts.append(f"log: {log_path}")
+    return REASON_SEP.join(parts)
+
+
+def _error_line(result: AttemptResult, error: str, timeout: float | None) -> str:
+    """One attempt's failure in one line: a timeout says so, a failure the refinery
+    diagnosed (smoke import, repair, a container stage) has its own words, anything else is
+    the first real error of its log."""
+    if result.timed_out and timeout:
+        return f"timeout: killed after {timeout:g} s"
+    if error:
+        return " ".join(error.split())
+    return first_error_line(result.log_path) or "see the log"
 
 
 def _hint_summary(hint: dict[str, Any]) -> str:
@@ -809,14 +859,3 @@ def _single_wheel(folder: Path) -> Path:
         raise BuildError(f"expected one wheel in {folder}, found {len(wheels)}")
     return wheels[0]
 
-
-def _last_error(log_path: Path, limit: int = 300) -> str:
-    """The last error-looking line of a build log, for the manifest's detail."""
-    try:
-        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return ""
-    for line in reversed(lines):
-        if _ERROR_LINE.search(line) and not line.startswith("$ "):
-            return line.strip()[:limit]
-    return ""

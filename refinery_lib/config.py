@@ -13,16 +13,21 @@ import yaml
 from .errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
+#: where an installed wheel holds the workflow (package data: pyproject's refinery_lib._workflow)
+PACKAGED = Path(__file__).resolve().parent / "_workflow"
 
 
 def workflow_dir() -> Path:
-    """The folder holding the Snakefile that `refinery` runs."""
-    if not (REPO / "Snakefile").exists():
-        raise ConfigError(
-            f"no Snakefile next to refinery_lib ({REPO}); install the refinery from its "
-            "checkout with `pip install -e .`"
-        )
-    return REPO
+    """The folder holding the Snakefile that `refinery` runs: the installed package's copy,
+    else the checkout this module sits in (an editable install, or a run from source)."""
+    for folder in (PACKAGED, REPO):
+        if (folder / "Snakefile").is_file():
+            return folder
+    raise ConfigError(
+        f"no Snakefile in {PACKAGED} or {REPO}: this installation of the refinery is "
+        "incomplete; reinstall it (pip install s390x-wheel-refinery, or pip install . from "
+        "a checkout)"
+    )
 
 
 def defaults() -> dict[str, Any]:

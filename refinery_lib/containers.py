@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from . import proc, safe_env
+from .config import workflow_dir
 from .errors import BuildError, CommandError, ConfigError
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
-BOOTSTRAP_SCRIPT = REPO / "containers" / "debian" / "bootstrap.sh"
+BOOTSTRAP_SCRIPT = workflow_dir() / "containers" / "debian" / "bootstrap.sh"
 BUILD_SCRIPT = Path(__file__).resolve().parent / "container_build.py"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 DEFAULT_IMAGE_CACHE = Path(os.environ.get("REFINERY_IMAGE_CACHE", "/var/cache/refinery-images"))

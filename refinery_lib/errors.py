@@ -26,6 +26,11 @@ class IndexAccessError(RefineryError):
     """A package index could not be read or a download failed."""
 
 
+class IndexUnreachableError(IndexAccessError):
+    """The index did not answer (refused, timed out, 5xx) even after retries: not the same
+    as an index that has nothing, and a plan made without its answer is made again."""
+
+
 class UnsafeNameError(RefineryError):
     """A name from outside (URL, index, metadata) would escape its folder."""
 

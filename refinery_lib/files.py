@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -34,11 +35,41 @@ def exclusive(lock_path: Path) -> Iterator[None]:
         yield
 
 
-def atomic_write_text(path: Path | str, text: str) -> None:
+@functools.cache
+def umask() -> int:
+    """This process's umask, read without changing it (os.umask sets it too, which is unsafe
+    while other threads create files: Snakemake runs light jobs as threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def file_mode() -> int:
+    """The mode a plain `open()` would give a new file: 0644 under the usual umask.
+    Temporary files (mkstemp) are 0600, and an output that keeps that is unreadable to the
+    other users of a served index."""
+    return 0o666 & ~umask()
+
+
+def dir_mode() -> int:
+    return 0o777 & ~umask()
+
+
+def atomic_write_text(path: Path | str, text: str, mode: int | None = None) -> None:
+    """Write `path` whole or not at all; its mode is `mode`, else what the umask gives (pass
+    0o600 for a file holding credentials)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, file_mode() if mode is None else mode)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
@@ -72,7 +103,7 @@ def atomic_copy(src: Path, dest: Path, link: bool = False) -> Path:
             os.link(src, tmp)
         except OSError:
             shutil.copyfile(src, tmp)
-            os.chmod(tmp, 0o644)
+            os.chmod(tmp, file_mode())
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
@@ -105,7 +136,7 @@ def write_tree(folder: Path, files: dict[str, str]) -> None:
                 made.add(path.parent)
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write(text)
-        os.chmod(fresh, 0o755)
+        os.chmod(fresh, dir_mode())
         old = None
         if folder.exists():
             old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))

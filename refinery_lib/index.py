@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import logging
+import netrc
 import os
 import re
 import ssl
@@ -13,11 +14,13 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
+import tenacity
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
     InvalidSdistFilename,
@@ -29,7 +32,8 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from .archives import METADATA_MAX_BYTES, read_capped
-from .errors import ArchiveError, IndexAccessError, UnsafeNameError
+from .errors import ArchiveError, IndexAccessError, IndexUnreachableError, UnsafeNameError
+from .files import file_mode
 from .models import DistFile
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,32 @@ class _KeepFamilyRedirect(urllib.request.HTTPRedirectHandler):
         return new
 _SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")
 _TIMEOUT = 60
+#: a request that met a refused connection, a timeout or a 429/5xx is tried this many times,
+#: waiting about 0.5, 1, 2 s (with jitter) in between, before the index counts as unreachable
+RETRY_ATTEMPTS = 4
+RETRY_WAIT_INITIAL = 0.5
+RETRY_WAIT_MAX = 8.0
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth asking again: the index did not answer, or answered "not now"."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code == 429 or exc.code >= 500
+    return isinstance(exc, (urllib.error.URLError, TimeoutError, ConnectionError))
+
+
+def _with_retries(fn: Callable[[], Any]) -> Any:
+    """`fn()`, retried with exponential backoff and jitter on transient errors (tenacity)."""
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(_transient),
+        stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS),
+        wait=tenacity.wait_exponential(multiplier=RETRY_WAIT_INITIAL, max=RETRY_WAIT_MAX)
+        + tenacity.wait_random(0, RETRY_WAIT_INITIAL),
+        before_sleep=lambda state: log.warning(
+            "index request failed (%s); try %d of %d", state.outcome.exception(),
+            state.attempt_number + 1, RETRY_ATTEMPTS),
+        reraise=True,
+    )(fn)
 
 
 def safe_filename(name: str) -> str:
@@ -106,6 +136,12 @@ class SimpleIndex:
     _pages: dict[str, list[DistFile]] = field(default_factory=dict, repr=False)
     #: per project: links refused and pages that could not be read, for the plan's reasons
     _problems: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    #: every index-unreachable error met: a plan that met one is made again next run
+    unreachable: list[str] = field(default_factory=list, repr=False)
+
+    def unreachable_for(self, name: str) -> str:
+        """The index-unreachable error of `name`'s pages, or ''."""
+        return next((p for p in self.problems(name) if p.startswith("index-unreachable")), "")
 
     def problems(self, name: str) -> list[str]:
         """What went wrong reading `name`'s pages: a project planned missing says why."""
@@ -127,12 +163,16 @@ class SimpleIndex:
         )
 
     def _auth(self) -> dict[str, dict[str, str]]:
-        """host:port -> the Authorization header of the configured index there."""
+        """host:port -> the Authorization header of the configured index there: from the
+        index URL's user info, else from ~/.netrc (or $NETRC), as pip takes them."""
         out: dict[str, dict[str, str]] = {}
         for base in (self.url, *self.extra_urls):
             bare, headers = _credentials_apart(base)
+            parts = urllib.parse.urlsplit(bare)
+            if not headers and parts.scheme in ("http", "https") and parts.hostname:
+                headers = _netrc_header(parts.hostname)
             if headers:
-                out.setdefault(urllib.parse.urlsplit(bare).netloc.lower(), headers)
+                out.setdefault(parts.netloc.lower(), headers)
         return out
 
     def _open(self, url: str, accept: str | None = None):
@@ -150,14 +190,26 @@ class SimpleIndex:
         handlers: list[urllib.request.BaseHandler] = [_KeepFamilyRedirect()]
         if family == "web":
             handlers.append(urllib.request.HTTPSHandler(context=self._context(url)))
+        opener = urllib.request.build_opener(*handlers)
         try:
-            return urllib.request.build_opener(*handlers).open(req, timeout=_TIMEOUT)
+            if family == "file":  # a folder answers at once or never
+                return opener.open(req, timeout=_TIMEOUT)
+            return _with_retries(lambda: opener.open(req, timeout=_TIMEOUT))
         except urllib.error.HTTPError as exc:
             if exc.code in (301, 302, 303, 307, 308):  # a redirect refused above
                 raise IndexAccessError(str(exc.reason)) from exc
+            if _transient(exc):
+                raise IndexUnreachableError(
+                    f"index-unreachable: {url} answered HTTP {exc.code} "
+                    f"{RETRY_ATTEMPTS} times") from exc
             raise
         except (urllib.error.URLError, OSError) as exc:
-            raise IndexAccessError(f"cannot reach {url}: {exc}") from exc
+            reason = getattr(exc, "reason", exc)
+            if family == "file":
+                raise IndexAccessError(f"cannot read {url}: {reason}") from exc
+            raise IndexUnreachableError(
+                f"index-unreachable: cannot reach {url} ({reason}; {RETRY_ATTEMPTS} tries)"
+            ) from exc
 
     def project_files(self, name: str) -> list[DistFile]:
         """Every file of project `name` across the configured indexes (cached per instance)."""
@@ -167,6 +219,7 @@ class SimpleIndex:
         seen: dict[str, DistFile] = {}
         errors: list[str] = []
         refused: list[str] = []
+        unreachable: list[str] = []
         found_any = False
         for base in (self.url, *self.extra_urls):
             page = base.rstrip("/") + f"/{urllib.parse.quote(norm)}/"
@@ -185,14 +238,19 @@ class SimpleIndex:
                 if page.startswith("file:") and "No such file" in str(exc):
                     continue
                 errors.append(str(exc))
+                if isinstance(exc, IndexUnreachableError):
+                    unreachable.append(str(exc))
                 continue
             found_any = True
             for f in files:
                 seen.setdefault(f.filename, f)
         self._problems[norm] = errors + [f"ignored a link to another scheme: {u}"
                                          for u in refused]
+        if unreachable:
+            self.unreachable.extend(unreachable)
         if errors and not found_any:
-            raise IndexAccessError("; ".join(errors))
+            error = IndexUnreachableError if unreachable else IndexAccessError
+            raise error("; ".join(errors))
         self._pages[norm] = list(seen.values())
         return self._pages[norm]
 
@@ -244,6 +302,7 @@ class SimpleIndex:
             return dest
         digest = hashlib.sha256()
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-")
+        os.fchmod(fd, file_mode())  # fetched wheels land in the output as hard links to this
         try:
             with os.fdopen(fd, "wb") as out:
                 try:
@@ -277,6 +336,18 @@ def _hash_from_fragment(url: str) -> tuple[str, str]:
     if frag.startswith("sha256="):
         return base, frag[len("sha256=") :]
     return base, ""
+
+
+def _netrc_header(host: str) -> dict[str, str]:
+    try:
+        found = netrc.netrc(os.environ.get("NETRC") or None).authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        return {}
+    if not found:
+        return {}
+    login, _, password = found
+    token = base64.b64encode(f"{login}:{password or ''}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
 
 
 def _credentials_apart(url: str) -> tuple[str, dict[str, str]]:

@@ -66,6 +66,8 @@ class WheelRecord:
     requires_python: str = ""
     sha256: str = ""
     size: int = 0
+    #: "wheel", or "sdist" for a source distribution in the wheelhouse (a build's source)
+    kind: str = "wheel"
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

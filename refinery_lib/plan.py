@@ -91,6 +91,12 @@ class Planner:
             log.warning("index lookup failed for %s: %s", name, exc)
             return []
 
+    def _unreachable(self, name: str) -> str:
+        """Why nothing is known of `name` when the index did not answer: that, not "the
+        index has nothing" (the next run plans again: steps.forget_unreachable_plan)."""
+        error = self.index.unreachable_for(name)
+        return f"{error}; planned missing, the next run asks again" if error else ""
+
     def _source_for(self, name: str, version: Version, releases: list[Release]) -> dict | None:
         """Best target wheel (fetch) or the sdist (build) of one version, or None."""
         python = self.target.python
@@ -153,6 +159,16 @@ class Planner:
         self._expand()
         return self._finish()
 
+    @staticmethod
+    def _input_sdist(sdists: list[WheelRecord]) -> dict | None:
+        """The build source of an input sdist (.tar.gz first, as on an index)."""
+        if not sdists:
+            return None
+        rec = sorted(sdists, key=lambda r: not r.file.endswith(".tar.gz"))[0]
+        return {"kind": "sdist", "filename": rec.file, "url": Path(rec.path).resolve().as_uri(),
+                "sha256": rec.sha256, "requires_python": rec.requires_python,
+                "input_path": rec.path}
+
     def _specifiers_from(self, recs: Iterable[WheelRecord]) -> dict[str, list[SpecifierSet]]:
         out: dict[str, list[SpecifierSet]] = defaultdict(list)
         for rec in recs:
@@ -163,14 +179,16 @@ class Planner:
     def _plan_input(
         self, name: str, version: str, recs: list[WheelRecord], specs: list[SpecifierSet]
     ) -> _Node:
-        ranked = [(self.target.best_rank(r.tags), r) for r in recs]
+        wheels = [r for r in recs if r.kind == "wheel"]
+        sdists = [r for r in recs if r.kind == "sdist"]
+        ranked = [(self.target.best_rank(r.tags), r) for r in wheels]
         ranked = [(k, r) for k, r in ranked if k is not None]
         node = _Node(
             name=name,
             version=version,
             action=Action.REUSE,
-            input_files=[r.file for r in recs],
-            requires_dist=list(recs[0].requires_dist),
+            input_files=[r.file for r in wheels],
+            requires_dist=list((wheels or recs)[0].requires_dist),
         )
         if ranked:
             best = min(ranked, key=lambda kr: kr[0])[1]
@@ -178,7 +196,15 @@ class Planner:
             node.requires_dist = list(best.requires_dist)
             node.detail = f"compatible with the target: {', '.join(best.tags)}"
             return node
-        tags = ", ".join(sorted({t for r in recs for t in r.tags}))
+        tags = ", ".join(sorted({t for r in wheels for t in r.tags}))
+        local = self._input_sdist(sdists) if self.settings.upgrade_strategy != "eager" else None
+        if local is not None and not self.settings.pins.get(name):
+            # the wheelhouse holds the source: built from it, the index is not asked
+            why = (f"input wheel tags {tags} not accepted" if wheels
+                   else "an sdist without a wheel in the input")
+            node.action, node.source = Action.BUILD, local
+            node.detail = f"{why}; build from the input's sdist {local['filename']}"
+            return node
         releases = self._releases(name)
         pin = self.settings.pins.get(name)
         if pin:
@@ -189,7 +215,9 @@ class Planner:
         else:
             chosen, why = version, "pinned to the input version"
         self._assign_source(
-            node, chosen, releases, specs, f"input wheel tags {tags} not accepted; {why}"
+            node, chosen, releases, specs,
+            (f"input wheel tags {tags} not accepted" if wheels
+             else "an sdist without a wheel in the input") + f"; {why}"
         )
         return node
 
@@ -219,8 +247,9 @@ class Planner:
         node.version = str(ver)
         if source is None:
             node.action = Action.MISSING
-            node.detail = f"{why}; no sdist and no target wheel of {node.name} {ver} on the index"
-            node.detail += "".join(f"; {p}" for p in self.index.problems(node.name))
+            node.detail = self._unreachable(node.name) or (
+                f"{why}; no sdist and no target wheel of {node.name} {ver} on the index"
+                + "".join(f"; {p}" for p in self.index.problems(node.name)))
             return
         node.source = source
         node.action = Action.FETCH if source["kind"] == "wheel" else Action.BUILD
@@ -337,7 +366,7 @@ class Planner:
         version = pin or self._newest_allowed(name, [req.specifier], releases, with_source=True)
         if version is None:
             known = ", ".join(str(v) for v in candidate_versions(releases, self.target.python)[:5])
-            node.detail = (
+            node.detail = self._unreachable(name) or (
                 f"no version of {name} on the index satisfies {req} for Python "
                 f"{self.target.python} (needed by {who})"
                 + (f"; available: {known}" if known else "; the index has no such project")

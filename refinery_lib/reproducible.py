@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .archives import sdist_newest_mtime, unpack_sdist
 from .errors import ArchiveError, BuildError, SdistUnpackError
+from .files import file_mode
 
 #: zip cannot store times before 1980
 _ZIP_EPOCH = 315532800
@@ -67,6 +68,7 @@ def normalize_wheel(wheel: Path, epoch: int) -> None:
 
     entries.sort(key=order)
     fd, tmp = tempfile.mkstemp(dir=wheel.parent, prefix=f".{wheel.name}.")
+    os.fchmod(fd, file_mode())  # the built wheel lands in the output as a hard link to this
     os.close(fd)
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:

@@ -41,9 +41,8 @@ def plan_workflow(settings: Settings, inventory_path: Path, plan_path: Path) -> 
     if settings.plan.skip_known_failures and settings.paths.history_db.exists():
         history = History(settings.paths.history_db)
         last_status = history.last_status
-    planner = Planner(
-        settings.target, settings.plan, settings.index(), settings.paths.downloads, last_status
-    )
+    index = settings.index()
+    planner = Planner(settings.target, settings.plan, index, settings.paths.downloads, last_status)
     nodes = planner.plan(records)
     invalid = [{"file": r.file, "path": r.path, "reason": r.reason} for r in records if not r.valid]
     events = [
@@ -78,9 +77,27 @@ def plan_workflow(settings: Settings, inventory_path: Path, plan_path: Path) -> 
             "nodes": [n.to_json() for n in nodes],
             "invalid": invalid,
             "events": events,
+            # the index did not answer: this plan is made again on the next run
+            "index_unreachable": sorted(set(index.unreachable)),
         },
     )
     return nodes
+
+
+def forget_unreachable_plan(plan_path: Path) -> str | None:
+    """Remove a plan made while the index did not answer, so that this run plans again
+    (Snakemake reruns the plan when its output is missing; the plan depends only on the
+    input otherwise). Returns what to tell the user, or None for a sound plan."""
+    try:
+        unreachable = read_json(plan_path).get("index_unreachable") or []
+    except (OSError, ValueError):
+        return None
+    if not unreachable:
+        return None
+    plan_path.unlink(missing_ok=True)
+    return (f"the last plan could not reach the index ({unreachable[0]}"
+            + (f" and {len(unreachable) - 1} more" if len(unreachable) > 1 else "")
+            + "); planning again")
 
 
 def _plan_nodes(plan_path: Path, action: Action) -> list[PlanNode]:

@@ -12,8 +12,10 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 
 from packaging.utils import (
+    InvalidSdistFilename,
     InvalidWheelFilename,
     canonicalize_name,
+    parse_sdist_filename,
     parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
@@ -119,13 +121,20 @@ def check_wheel(zf: zipfile.ZipFile, name: str, version: Version) -> dict[str, l
     return fields
 
 
+SDIST_SUFFIXES = (".tar.gz", ".zip")
+
+
 def scan_wheel(path: Path) -> WheelRecord:
-    """Scan one input file; problems become an invalid record naming the reason."""
+    """Scan one input file; problems become an invalid record naming the reason. An sdist
+    (`pip download` leaves them in wheelhouses) is scanned as one (`scan_sdist`)."""
     base = {"file": path.name, "path": str(path)}
+    if path.name.endswith(SDIST_SUFFIXES):
+        return scan_sdist(path)
     try:
         size = path.stat().st_size
         if not path.name.endswith(".whl"):
-            raise InvalidWheelError("not a wheel: file name does not end in .whl")
+            raise InvalidWheelError("not a wheel or an sdist: the file name ends in neither "
+                                    ".whl nor " + " nor ".join(SDIST_SUFFIXES))
         try:
             name, version, build, tags = parse_wheel_filename(path.name)
         except (InvalidWheelFilename, ValueError) as exc:
@@ -144,6 +153,46 @@ def scan_wheel(path: Path) -> WheelRecord:
         version=str(version),
         build_tag="".join(str(p) for p in build) if build else "",
         tags=tuple(sorted(str(t) for t in tags)),
+        requires_dist=tuple(fields.get("requires-dist", ())),
+        requires_python=(fields.get("requires-python") or [""])[0],
+        sha256=sha,
+        size=size,
+    )
+
+
+def scan_sdist(path: Path) -> WheelRecord:
+    """An sdist of the input folder: name and version from its file name (PEP 625), which
+    PKG-INFO must agree with; Requires-Dist as `read_sdist_metadata` finds it; every member
+    walked within the caps (`archives.sdist_newest_mtime`) so a bad one is invalid here."""
+    base = {"file": path.name, "path": str(path), "kind": "sdist"}
+    try:
+        try:
+            name, version = parse_sdist_filename(path.name)
+        except (InvalidSdistFilename, ValueError) as exc:
+            raise InvalidWheelError(f"bad sdist file name: {exc}") from exc
+        try:
+            archives.sdist_newest_mtime(path)
+        except ArchiveError as exc:
+            raise InvalidWheelError(f"sdist unsafe or damaged: {exc}") from exc
+        fields = read_sdist_metadata(path)
+        meta_name = (fields.get("name") or [""])[0]
+        if canonicalize_name(meta_name) != name:
+            raise InvalidWheelError(
+                f"misnamed: file name says {name!r}, PKG-INFO says {meta_name!r}")
+        if not _same_version((fields.get("version") or [""])[0], version):
+            raise InvalidWheelError(
+                f"misnamed: file name says version {version}, PKG-INFO says "
+                f"{(fields.get('version') or [''])[0]}")
+        size, sha = path.stat().st_size, sha256_file(path)
+    except InvalidWheelError as exc:
+        return WheelRecord(**base, valid=False, reason=str(exc))
+    except OSError as exc:
+        return WheelRecord(**base, valid=False, reason=f"cannot read: {exc}")
+    return WheelRecord(
+        **base,
+        valid=True,
+        name=str(name),
+        version=str(version),
         requires_dist=tuple(fields.get("requires-dist", ())),
         requires_python=(fields.get("requires-python") or [""])[0],
         sha256=sha,

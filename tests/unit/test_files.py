@@ -1,6 +1,7 @@
 """Atomic file placement: whole wheels or nothing, one folder swapped in at once."""
 
 import os
+import stat
 
 from refinery_lib import files
 
@@ -51,3 +52,22 @@ def test_write_tree_replaces_the_whole_folder(tmp_path):
     ]
     assert (folder / "index.html").read_text() == "root2"
     assert [p.name for p in tmp_path.iterdir()] == ["simple"]  # no temporary folder left
+
+
+def test_written_files_follow_the_umask_not_mkstemps_0600(tmp_path):
+    """A served output is read by other users: 0644 under the usual umask (0600 before)."""
+    from refinery_lib import files
+
+    assert files.umask() == (os.umask(files.umask()) & 0o777)  # read without changing it
+    expect = 0o666 & ~files.umask()
+    files.write_json(tmp_path / "m.json", {"a": 1})
+    files.atomic_write_text(tmp_path / "secret.yaml", "x", mode=0o600)
+    src = tmp_path / "w.whl"
+    src.write_bytes(b"w")
+    os.chmod(src, 0o600)
+    files.atomic_copy(src, tmp_path / "out" / "w.whl")
+    files.write_tree(tmp_path / "simple", {"p/index.html": "x"})
+    assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == expect
+    assert stat.S_IMODE((tmp_path / "secret.yaml").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "out" / "w.whl").stat().st_mode) == expect
+    assert stat.S_IMODE((tmp_path / "simple").stat().st_mode) == 0o777 & ~files.umask()

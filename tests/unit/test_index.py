@@ -118,3 +118,97 @@ def test_a_web_index_never_opens_local_files(tmp_path):
     with pytest.raises(IndexAccessError, match="no configured index is a file index"):
         SimpleIndex("https://idx.example/simple").download(
             DistFile("foo-1.0.tar.gz", src.as_uri(), ""), tmp_path / "dl")
+
+
+class _Flaky:
+    """An http server answering the first `fail` requests with `code`, then serving `body`."""
+
+    def __init__(self, fail: int, code: int = 503, body: bytes = b""):
+        import http.server
+        import threading
+
+        self.requests = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                outer.requests += 1
+                if outer.requests <= fail:
+                    self.send_response(code)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/simple"
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def quick_retries(monkeypatch):
+    from refinery_lib import index
+
+    monkeypatch.setattr(index, "RETRY_WAIT_INITIAL", 0.01)
+    monkeypatch.setattr(index, "RETRY_WAIT_MAX", 0.02)
+
+
+def test_a_brief_outage_is_retried(quick_retries):
+    page = b'<a href="/f/foo-1.0.tar.gz#sha256=ab">foo-1.0.tar.gz</a>'
+    flaky = _Flaky(fail=2, code=503, body=page)
+    try:
+        files = SimpleIndex(flaky.url).project_files("foo")
+    finally:
+        flaky.close()
+    assert [f.filename for f in files] == ["foo-1.0.tar.gz"] and flaky.requests == 3
+
+
+def test_an_index_that_does_not_answer_is_unreachable_not_empty(quick_retries):
+    from refinery_lib.errors import IndexUnreachableError
+
+    flaky = _Flaky(fail=99, code=500)
+    idx = SimpleIndex(flaky.url)
+    try:
+        with pytest.raises(IndexUnreachableError, match="index-unreachable: .*/simple/foo/"):
+            idx.project_files("foo")
+    finally:
+        flaky.close()
+    assert flaky.requests == 4 and idx.unreachable_for("foo").startswith("index-unreachable")
+    # a refused connection too, naming the URL
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(IndexUnreachableError, match=f"cannot reach http://127.0.0.1:{port}/"):
+        SimpleIndex(f"http://127.0.0.1:{port}/simple").project_files("foo")
+
+
+def test_not_found_is_not_retried(quick_retries):
+    flaky = _Flaky(fail=99, code=404)
+    try:
+        assert SimpleIndex(flaky.url).project_files("foo") == []
+    finally:
+        flaky.close()
+    assert flaky.requests == 1
+
+
+def test_netrc_credentials_go_to_the_index_host_only(tmp_path, monkeypatch):
+    netrc_file = tmp_path / "netrc"
+    netrc_file.write_text("machine idx.example login alice password s3cret-pw\n")
+    netrc_file.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc_file))
+    auth = SimpleIndex("https://idx.example/simple", ("https://other.example/simple",))._auth()
+    assert list(auth) == ["idx.example"]
+    import base64
+
+    assert auth["idx.example"]["Authorization"] == "Basic " + base64.b64encode(
+        b"alice:s3cret-pw").decode()

@@ -289,3 +289,75 @@ def test_requeued_name_that_is_a_runtime_dependency_stays_output(tmp_path, index
     assert not any(n.build_only for n in nodes.values())
     assert set(nodes["lvl1"].needed_by) == {"cfast==1.0", "root==1.0"}
     assert nodes["lvl1"].key in nodes["cfast"].build_deps
+
+
+def test_an_unreachable_index_is_said_and_the_plan_is_made_again(tmp_path, monkeypatch):
+    import socket
+
+    from refinery_lib import index as index_mod
+    from refinery_lib.files import read_json
+    from refinery_lib.steps import forget_unreachable_plan, plan_workflow
+    from refinery_lib.wheels import scan_folder
+    from tests.fixtures.config import unit_settings
+
+    monkeypatch.setattr(index_mod, "RETRY_WAIT_INITIAL", 0.01)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here: connection refused
+    url = f"http://127.0.0.1:{port}/simple"
+    settings = unit_settings(tmp_path, index={"url": url})
+    make_wheel(settings.paths.input, "cfast", "1.0", S390.replace("s390x", "aarch64"))
+    inventory = tmp_path / "inventory.json"
+    from refinery_lib.files import write_json
+
+    write_json(inventory, {"wheels": [r.to_json() for r in scan_folder(settings.paths.input)]})
+    plan_path = tmp_path / "plan.json"
+    (node,) = plan_workflow(settings, inventory, plan_path)
+    assert node.action is Action.MISSING
+    assert node.detail.startswith(f"index-unreachable: cannot reach {url}/cfast/")
+    assert "on the index" not in node.detail
+    assert read_json(plan_path)["index_unreachable"]
+    message = forget_unreachable_plan(plan_path)
+    assert message and "planning again" in message and not plan_path.exists()
+    assert forget_unreachable_plan(plan_path) is None  # nothing to forget
+
+
+def test_sdists_in_the_wheelhouse_are_build_sources(tmp_path, index):
+    """`pip download` leaves sdists beside wheels: each is its package's source, and one
+    without a wheel beside it is planned as a build; the index is not asked."""
+    from refinery_lib.wheels import scan_folder
+
+    inp = tmp_path / "in"
+    proj = tmp_path / "proj"
+    build_sdist(write_project(proj, "localonly", "0.3", requires=("cfast>=1.0",)), inp)
+    build_sdist(write_project(proj, "withwheel", "2.0"), inp)
+    make_wheel(inp, "withwheel", "2.0", X86)
+    records = scan_folder(inp)
+    assert all(r.valid for r in records), records
+    assert sorted(r.kind for r in records) == ["sdist", "sdist", "wheel"]
+    planner = Planner(Target("3.11", "manylinux2014_s390x"), PlanSettings(), index, tmp_path / "dl")
+    nodes = {n.name: n for n in planner.plan(records)}
+    for name in ("localonly", "withwheel"):
+        node = nodes[name]
+        assert node.action is Action.BUILD, node.detail
+        assert node.source["input_path"].startswith(str(inp))
+        assert "build from the input's sdist" in node.detail
+    assert nodes["localonly"].detail.startswith("an sdist without a wheel in the input")
+    # its requirements come from PKG-INFO and are planned like a wheel's
+    assert nodes["cfast"].action is Action.BUILD and nodes["cfast"].needed_by
+
+
+def test_a_bad_sdist_in_the_wheelhouse_is_invalid_with_its_reason(tmp_path):
+    from refinery_lib.wheels import scan_wheel
+
+    inp = tmp_path / "in"
+    sdist = build_sdist(write_project(tmp_path / "p", "realname", "1.0"), inp)
+    renamed = sdist.rename(inp / "othername-1.0.tar.gz")
+    rec = scan_wheel(renamed)
+    assert not rec.valid and "misnamed" in rec.reason and rec.kind == "sdist"
+    junk = inp / "junk-1.0.tar.gz"
+    junk.write_bytes(b"not a tar")
+    assert "damaged" in scan_wheel(junk).reason
+    notes = inp / "notes.txt"
+    notes.write_text("x")
+    assert "neither .whl nor .tar.gz nor .zip" in scan_wheel(notes).reason

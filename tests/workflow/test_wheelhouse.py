@@ -1,0 +1,84 @@
+"""Real wheelhouses as users have them: sdists beside the wheels (`pip download` leaves them),
+an index that is down for a while, and an output other users read."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import socket
+import stat
+import sys
+import threading
+
+import pytest
+
+from tests.conftest import _QuietHandler, run_refinery
+from tests.fixtures.projects import build_sdist, make_wheel, write_project
+
+pytestmark = pytest.mark.slow
+FOREIGN = "cp311-cp311-manylinux2014_s390x"
+PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def _args(tmp_path, index_url, *extra):
+    return ["run", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+            "--cache", str(tmp_path / "cache"), "--python", PY, "--platform-tag", "native",
+            "--index-url", index_url, "--jobs", "2", "--attempt-backoff-base", "0.01",
+            "--attempt-backoff-max", "0.02", *extra]
+
+
+def test_sdists_in_the_wheelhouse_are_built_and_the_output_is_readable(
+        tmp_path, index_url, isolated_pip_env):
+    inp = tmp_path / "in"
+    proj = tmp_path / "proj"
+    # a foreign wheel with its sdist beside it, and an sdist alone; neither is on the index
+    make_wheel(inp, "housewheel", "1.0", FOREIGN)
+    build_sdist(write_project(proj, "housewheel", "1.0"), inp)
+    build_sdist(write_project(proj, "houselone", "0.2", c_ext=False), inp)
+    make_wheel(inp, "plainpure", "1.0")
+    old = os.umask(0o022)
+    try:
+        res = run_refinery(_args(tmp_path, index_url), env=isolated_pip_env)
+    finally:
+        os.umask(old)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    entries = {e["name"]: e for e in manifest["entries"]}
+    assert {n: e["status"] for n, e in entries.items()} == {
+        "housewheel": "built", "houselone": "built", "plainpure": "reused"}
+    assert "input's sdist" in entries["houselone"]["detail"] or entries["houselone"]["status"]
+    # what other users of a served index read: 0644 files, 0755 folders (umask 022)
+    out = tmp_path / "out"
+    for path in [out / "manifest.json", *out.glob("*.whl"), *(out / "simple").rglob("*")]:
+        want = 0o755 if path.is_dir() else 0o644
+        assert stat.S_IMODE(path.stat().st_mode) == want, path
+
+
+def test_an_index_that_was_down_is_asked_again_on_the_next_run(
+        tmp_path, index_root, isolated_pip_env):
+    """Same command twice: the index refuses connections, then is back on the same URL.
+    The first plan says index-unreachable (not "not on the index"); the second run plans
+    again (the plan depends only on the input otherwise) and builds."""
+    make_wheel(tmp_path / "in", "cfast", "1.0", FOREIGN)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/simple"
+    down = run_refinery(_args(tmp_path, url), env=isolated_pip_env)
+    assert down.returncode == 1
+    entry = json.loads((tmp_path / "out" / "manifest.json").read_text())["entries"][0]
+    assert entry["status"] == "missing"
+    assert entry["detail"].startswith(f"index-unreachable: cannot reach {url}/cfast/")
+    handler = functools.partial(_QuietHandler, directory=str(index_root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        up = run_refinery(_args(tmp_path, url), env=isolated_pip_env)
+    finally:
+        server.shutdown()
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    assert "planning again" in up.stderr
+    entry = json.loads((tmp_path / "out" / "manifest.json").read_text())["entries"][0]
+    assert entry["status"] == "built"
