@@ -41,7 +41,6 @@ include: "rules/aggregate.smk"
 rule all:
     default_target: True
     input:
-        manifest=rules.aggregate.output.manifest,
         complete=rules.aggregate.output.complete,
 
 

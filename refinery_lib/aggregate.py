@@ -6,8 +6,10 @@ import html
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
+import textwrap
 import time
 import uuid
 from collections import Counter
@@ -20,6 +22,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from . import proc
 from .errors import CommandError, RefineryError, UnsafeNameError
 from .files import inside, place_wheel, read_json, write_json, write_tree
+from .hints import REASON_SEP
 from .history import History
 from .models import BAD_STATUSES, Action, Outcome, PlanNode, Status
 from .provenance import provenance
@@ -450,18 +453,42 @@ def _new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
-def summary_table(manifest: dict[str, Any]) -> str:
-    """Plain-text table: counts per status, then every entry that needs attention."""
+#: the summary table's width when it cannot ask the terminal (COLUMNS is asked first)
+SUMMARY_WIDTH = 100
+#: the detail column is never narrower than this (a wrapped reason needs room to be read)
+SUMMARY_MIN_DETAIL = 40
+#: the widest the name and version columns get; a longer one stands on a line of its own
+SUMMARY_MAX_NAME = 30
+SUMMARY_MAX_VERSION = 20
+#: the indent of a detail that goes under its row (a narrow terminal)
+SUMMARY_DETAIL_INDENT = 4
+
+
+def summary_table(manifest: dict[str, Any], width: int | None = None) -> str:
+    """Plain-text table: counts per status, then every entry that needs attention.
+
+    Nothing is cut: a reason longer than the line wraps onto indented lines under its
+    column (a log path is never broken, so it can be copied), and a name longer than its
+    column gets a line of its own. `width` defaults to the terminal's (SUMMARY_WIDTH when
+    there is none)."""
+    width = width or shutil.get_terminal_size((SUMMARY_WIDTH, 24)).columns
     lines = ["status      count"]
     for status, n in sorted(manifest["summary"].items()):
         lines.append(f"{status:<11} {n:>5}")
     bad = [e for e in manifest["entries"] if e["status"] in {str(s) for s in BAD_STATUSES}]
     if bad:
+        rows = [[printable(str(e[k] or "")) for k in ("name", "version", "status", "detail")]
+                for e in bad]
+        widths = [
+            min(max(len(header), *(len(r[i]) for r in rows)), limit)
+            for i, (header, limit) in enumerate(
+                (("package", SUMMARY_MAX_NAME), ("version", SUMMARY_MAX_VERSION), ("status", 8))
+            )
+        ]
         lines.append("")
-        lines.append(f"{'package':<30} {'version':<12} {'status':<8} detail")
-        for e in bad:
-            name, version, detail = (printable(e[k]) for k in ("name", "version", "detail"))
-            lines.append(f"{name[:30]:<30} {version[:12]:<12} {e['status']:<8} {detail[:160]}")
+        lines.append(_row(("package", "version", "status"), widths) + "detail")
+        for name, version, status, detail in rows:
+            lines.extend(_wrapped_row((name, version, status), widths, detail, width))
     closure = manifest.get("closure", {})
     if closure.get("ok") is not None:
         lines.append("")
@@ -470,6 +497,38 @@ def summary_table(manifest: dict[str, Any]) -> str:
         )
     lines.append(f"manifest: {manifest.get('path', '')}")
     return "\n".join(lines)
+
+
+def _row(cells: tuple[str, ...], widths: list[int]) -> str:
+    return "".join(f"{cell:<{w}} " for cell, w in zip(cells, widths, strict=True))
+
+
+def _wrapped_row(cells: tuple[str, ...], widths: list[int], detail: str, width: int) -> list[str]:
+    """One table row whose detail wraps under its column. Cells wider than their column (a
+    long name) stand on a line of their own above it; where the column leaves the detail
+    less than SUMMARY_MIN_DETAIL characters, the detail goes under the row, indented."""
+    indent = sum(widths) + len(widths)
+    head = _row(cells, widths)
+    out = []
+    if width - indent < SUMMARY_MIN_DETAIL:
+        indent = SUMMARY_DETAIL_INDENT
+    if len(head) > indent:
+        out.append(head.rstrip())
+        head = " " * indent
+    room = max(SUMMARY_MIN_DETAIL, width - indent)
+    parts = [
+        line
+        for part in detail.split(REASON_SEP)  # error line, hint, log: a line each
+        # "log: PATH" stays on one line, however long: the path is to be copied
+        for line in (
+            [part.strip()]
+            if len(part.split()) <= 2
+            else textwrap.wrap(part, room, break_long_words=False, break_on_hyphens=False)
+        )
+    ] or [""]
+    out.append((head + parts[0]).rstrip())
+    out.extend(" " * indent + part for part in parts[1:])
+    return out
 
 
 def wheel_tags(filename: str) -> list[str]:

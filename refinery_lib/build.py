@@ -37,6 +37,7 @@ from .cross.attempt import cross_recipe, run_cross_build, target_libraries_for, 
 from .errors import BuildError, CommandError, IndexAccessError
 from .files import inside, place_wheel, read_json, write_json
 from .hints import (
+    REASON_SEP,
     Hint,
     first_error_line,
     match_log,
@@ -65,8 +66,6 @@ log = logging.getLogger(__name__)
 
 #: build backends that choose their own compile flags (a CFLAGS variable only adds to them)
 OWN_FLAGS_BACKENDS = ("mesonpy", "scikit_build_core", "maturin", "cmeel", "py_build_cmake")
-#: joins the parts of a failed build's one-line reason: error line, hint, log
-REASON_SEP = " — "
 
 
 def build_key(name: str, settings: Settings, sdist_sha: str) -> str:
@@ -732,8 +731,9 @@ def failure_line(error_line: str, hints: list[dict[str, Any]], log_path: Path | 
         what += [f"{family}: {' '.join(first[family])}" for family in ("apt", "dnf")
                  if first.get(family)]
         note = " ".join(str(first.get("note", "")).split()).rstrip(".")
+        label = f"{note} ({'; '.join(what)})" if note else "; ".join(what)
         more = f" (+{len(hints) - 1} more in the manifest)" if len(hints) > 1 else ""
-        parts.append(f"hint: {note} ({'; '.join(what)}){more}".replace(":  (", ": ("))
+        parts.append(f"hint: {label}{more}")
     if log_path is not None:
         parts.append(f"log: {log_path}")
     return REASON_SEP.join(parts)

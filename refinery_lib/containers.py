@@ -30,6 +30,7 @@ from typing import Any
 from . import proc, safe_env
 from .config import workflow_dir
 from .errors import BuildError, CommandError, ConfigError
+from .hints import first_error_line
 
 log = logging.getLogger(__name__)
 
@@ -696,7 +697,7 @@ def image_with_packages(
             if res.returncode != 0 or not data.get("ok"):
                 raise BuildError(
                     f"installing {' '.join(packages)} into the target image failed: "
-                    f"{data.get('detail') or _last_line(log_path)}", log_path)
+                    f"{data.get('detail') or first_error_line(log_path)}", log_path)
             proc.run([engine, "commit", name, ref], log_path=log_path, timeout=600)
         except CommandError as exc:
             raise BuildError(f"cannot make the target image {ref}: {exc}", log_path) from exc
@@ -761,7 +762,7 @@ def smoke_in_container(
         raise BuildError(f"smoke import of {wheel.name} timed out after {timeout:g} s", log_path)
     if not result_file.is_file():
         raise BuildError(f"smoke import of {wheel.name} exited {res.returncode} without a "
-                         f"result: {_last_line(log_path)}", log_path)
+                         f"result: {first_error_line(log_path)}", log_path)
     data = json.loads(result_file.read_text())
     smoke = data.get("smoke") or {}
     record = {"ok": bool(smoke.get("ok")), "modules": smoke.get("modules") or {},
@@ -869,7 +870,7 @@ def build_in_container(
     if not result_file.is_file():
         raise BuildError(
             f"container build of {sdist.name} exited {res.returncode} without a result: "
-            f"{_last_line(log_path)}", log_path)
+            f"{first_error_line(log_path)}", log_path)
     data = json.loads(result_file.read_text())
     if not data.get("ok"):
         _raise_failure(data, target_platform_tag, arch, log_path)
@@ -945,14 +946,3 @@ def check_wheel_arch(wheel: Path, arch: str, log_path: Path | None = None) -> li
                                  f"(class, endianness, machine = {header})", log_path)
             found.append(info.filename)
     return found
-
-
-def _last_line(log_path: Path) -> str:
-    try:
-        lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    for line in reversed(lines):
-        if re.search(r"error|Error|denied|not found|No such", line) and not line.startswith("$"):
-            return line.strip()[:300]
-    return lines[-1].strip()[:300] if lines else ""

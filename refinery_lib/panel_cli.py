@@ -20,30 +20,61 @@ def _queue_path(cache: str | None, queue_path: str | None) -> Path:
     raise RefineryError("give --cache or --queue-path")
 
 
-def serve(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="refinery serve",
-        description="The web panel: history, charts, hints, logs (live), retry queue. Worker "
-        "trigger and auth come from WORKER_* environment variables (see docs/panel.md).",
-    )
+SERVE = (
+    "The web panel: history, charts, hints, logs (live), retry queue. Worker trigger and "
+    "auth come from WORKER_* environment variables (see docs/panel.md)."
+)
+QUEUE = (
+    "Print the retry queue's length (dead letters, the requests the worker could not run, "
+    "are not counted)."
+)
+WORKER = (
+    "Drain the retry queue and rebuild the queued packages with their recipes. Other options "
+    "(--index-url, --jobs, ...) go to the run as `refinery run` takes them."
+)
+
+
+def configure_serve(p: argparse.ArgumentParser) -> None:
+    p.description = SERVE
     p.add_argument("--db", default=os.environ.get("HISTORY_DB"),
                    help="history database (default: $HISTORY_DB, else CACHE/history.db)")
     p.add_argument("--cache", help="cache folder: history, logs and queue inside it")
     p.add_argument("--queue-path", help="retry queue file (default: beside the database)")
+    p.add_argument("--allow-missing-db", action="store_true",
+                   help="serve even if the history database does not exist yet (a fresh "
+                        "cache: the panel fills once the first run writes it)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default loopback; another one needs "
                         "WORKER_TOKEN, or --insecure-no-token)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--log-level", default="info",
+                   choices=["critical", "error", "warning", "info", "debug", "trace"],
+                   help="uvicorn's log level")
     p.add_argument("--insecure-no-token", action="store_true",
                    help="listen beyond loopback without WORKER_TOKEN: anyone reaching the "
                         "port can queue recipes and start the worker")
+
+
+def serve(p: argparse.ArgumentParser, argv: list[str]) -> int:
     args = p.parse_args(argv)
     db = args.db or (str(Path(args.cache) / "history.db") if args.cache else None)
     if not db:
         p.error("give --db, --cache or HISTORY_DB")
+    if not args.allow_missing_db and not Path(db).is_file():
+        # a mistyped path would otherwise serve an empty panel as if nothing had run
+        raise RefineryError(
+            f"no history database at {db}; check the path, or pass --allow-missing-db to "
+            "serve before the first run"
+        )
     from dataclasses import replace
 
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError as exc:
+        raise RefineryError(
+            f"the panel needs the web extra ({exc.name} is missing): "
+            "pip install 's390x-wheel-refinery[web]'") from None
     from web.security import bind_problem, is_loopback
     from web.settings import PanelSettings
 
@@ -55,8 +86,6 @@ def serve(argv: list[str]) -> int:
         print(f"refinery serve: {problem}", file=sys.stderr)
         return 2
     settings = replace(settings, insecure_no_token=insecure)
-    import uvicorn
-
     from web.app import create_app
 
     if not settings.token and not is_loopback(args.host):
@@ -68,13 +97,14 @@ def serve(argv: list[str]) -> int:
     return 0
 
 
-def queue(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="refinery queue",
-                                description="Print the retry queue's length (dead letters, "
-                                "the requests the worker could not run, are not counted).")
+def configure_queue(p: argparse.ArgumentParser) -> None:
+    p.description = QUEUE
     p.add_argument("--cache", help="cache folder (queue at CACHE/retry_queue.json)")
     p.add_argument("--queue-path", help="queue file, instead of the one in --cache")
     p.add_argument("--json", action="store_true", help="length and requests as JSON")
+
+
+def queue(p: argparse.ArgumentParser, argv: list[str]) -> int:
     args = p.parse_args(argv)
     q = RetryQueue(_queue_path(args.cache, args.queue_path))
     items = q.requests()
@@ -87,24 +117,33 @@ def queue(argv: list[str]) -> int:
     return 0
 
 
-def worker(argv: list[str]) -> int:
-    from web.worker import WorkerConfig, drain_and_run
-
-    p = argparse.ArgumentParser(
-        prog="refinery worker",
-        description="Drain the retry queue and rebuild the queued packages with their recipes. "
-        "Other flags (--index-url, --jobs, ...) go to the run as `refinery` takes them.",
-    )
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--cache", required=True)
-    p.add_argument("--python", default="", help="target CPython version for requests without one")
-    p.add_argument("--platform-tag", default="", help="platform tag for requests without one")
+def configure_worker(p: argparse.ArgumentParser) -> None:
+    p.description = WORKER
+    p.add_argument("--input", required=True, help="folder of input wheels, as for the run")
+    p.add_argument("--output", required=True, help="output folder, as for the run")
+    p.add_argument("--cache", required=True, help="cache folder, as for the run")
+    p.add_argument("--python", default="",
+                   help="target CPython version for requests without one (default: the "
+                        "run's, from its config)")
+    p.add_argument("--platform-tag", default="",
+                   help="platform tag for requests without one (default: the run's, from its "
+                        "config)")
     p.add_argument("--config", help="your config file; the queued recipes are laid over it")
     p.add_argument("--queue-path", help="queue file (default CACHE/retry_queue.json)")
     p.add_argument("--history-db", help="history database (default CACHE/history.db)")
     p.add_argument("--json", action="store_true", help="print what was done as JSON")
+
+
+def worker(p: argparse.ArgumentParser, argv: list[str]) -> int:
+    from web.worker import WorkerConfig, drain_and_run
+
+    from .cli_options import split_passthrough
+    from .cli_run import run_parser
+
     args, rest = p.parse_known_args(argv)
+    # the run options are checked before the queue is drained: a mistyped one would
+    # otherwise set every drained request aside as a run that did not start
+    run_parser().parse_args(split_passthrough(rest)[0])
     cfg = WorkerConfig(
         input=Path(args.input), output=Path(args.output), cache=Path(args.cache),
         python=args.python, platform_tag=args.platform_tag,
@@ -123,5 +162,17 @@ def worker(argv: list[str]) -> int:
 
 
 def main(cmd: str, argv: list[str]) -> int:
-    commands = {"serve": serve, "queue": queue, "worker": worker}
-    return commands[cmd](argv)
+    """One of serve, queue, worker, on a parser of its own (`refinery` uses subparsers)."""
+    from .cli_options import make_parser
+
+    configure, handle = COMMANDS[cmd]
+    parser = make_parser(f"refinery {cmd}")
+    configure(parser)
+    return handle(parser, argv)
+
+
+COMMANDS = {
+    "serve": (configure_serve, serve),
+    "queue": (configure_queue, queue),
+    "worker": (configure_worker, worker),
+}

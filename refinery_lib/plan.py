@@ -187,7 +187,7 @@ class Planner:
             name=name,
             version=version,
             action=Action.REUSE,
-            input_files=[r.file for r in wheels],
+            input_files=[r.file for r in recs],  # an sdist alone is asked for too
             requires_dist=list((wheels or recs)[0].requires_dist),
         )
         if ranked:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import platform as _platform
 import re
 import sys
@@ -10,9 +11,27 @@ from functools import cached_property
 
 from packaging import tags as ptags
 from packaging.markers import default_environment
+from packaging.version import InvalidVersion, Version
 
 from .errors import ConfigError
 
+#: The CPU architectures a Linux platform tag (manylinux, musllinux, linux_*) may name: the
+#: ones the manylinux and musllinux policies cover. The one table of them: a tag naming another
+#: arch (`manylinux2014_s390`) is a typo that would otherwise plan a run no wheel can match.
+KNOWN_ARCHES = (
+    "x86_64",
+    "i686",
+    "aarch64",
+    "armv7l",
+    "ppc64le",
+    "ppc64",
+    "s390x",
+    "riscv64",
+    "loongarch64",
+)
+PLATFORM_TAG_FORMS = (
+    "native, linux_ARCH, manylinux2014_ARCH, manylinux_X_Y_ARCH or musllinux_X_Y_ARCH"
+)
 _MANYLINUX_LEGACY = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 # manylinux exists from these glibc versions per architecture (PEP 599/600)
 _ARCH_MIN_GLIBC = {"x86_64": 5, "i686": 5}
@@ -23,6 +42,55 @@ _PLATFORM_RE = re.compile(
     r"|musllinux_(?P<mmaj>\d+)_(?P<mmin>\d+)_(?P<musarch>\w+)"
     r"|linux_(?P<linarch>\w+))$"
 )
+
+
+def check_python(text: str, flag: str = "--python") -> str:
+    """`text` as CPython's major.minor ("3.11"), read by packaging; a ConfigError naming `flag`
+    (the option, variable or config key it came from) says what is wrong, never a pattern."""
+    try:
+        version = Version(text)
+    except InvalidVersion:
+        raise ConfigError(
+            f"{flag} {text!r} is not a Python version; give major.minor, e.g. 3.11"
+        ) from None
+    exact = len(version.release) == 2 and not (
+        version.epoch or version.pre or version.post or version.dev or version.local
+    )
+    if version.major != 3 or not exact or version.minor > 99:
+        raise ConfigError(
+            f"{flag} {text!r}: give the CPython 3 version as major.minor, e.g. 3.11"
+        )
+    return f"{version.major}.{version.minor}"
+
+
+def check_platform_tag(tag: str, flag: str = "--platform-tag") -> str:
+    """`tag` if the refinery can target it: `native`, or a Linux tag of a known arch (a typo
+    in the arch would otherwise be a run that matches no wheel and builds for nothing)."""
+    if tag == "native":
+        return tag
+    m = _PLATFORM_RE.match(tag)
+    if m is None:
+        raise ConfigError(f"unsupported {flag} {tag!r}: use {PLATFORM_TAG_FORMS}")
+    arch = _arch_of(m)
+    if arch not in KNOWN_ARCHES:
+        close = difflib.get_close_matches(arch, KNOWN_ARCHES, n=1)
+        hint = f"; did you mean {tag[: m.start(_arch_group(m))] + close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"unsupported {flag} {tag!r}: unknown architecture {arch!r}{hint} (known: "
+            + ", ".join(KNOWN_ARCHES)
+            + ")"
+        )
+    if m.group("major") and m.group("major") != "2":
+        raise ConfigError(f"unsupported {flag} {tag!r}: manylinux tags are manylinux_2_Y_ARCH")
+    return tag
+
+
+def _arch_group(m: re.Match[str]) -> str:
+    return next(k for k, v in m.groupdict().items() if k.endswith("arch") and v)
+
+
+def _arch_of(m: re.Match[str]) -> str:
+    return m.group(_arch_group(m))
 
 
 def host_arch() -> str:
@@ -36,13 +104,9 @@ class Target:
     platform_tag: str = "manylinux2014_s390x"
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"3\.\d{1,2}", self.python):
+        if check_python(self.python) != self.python:
             raise ConfigError(f"--python must look like 3.11, got {self.python!r}")
-        if self.platform_tag != "native" and not _PLATFORM_RE.match(self.platform_tag):
-            raise ConfigError(
-                f"unsupported --platform-tag {self.platform_tag!r}: use native, linux_ARCH, "
-                "manylinux2014_ARCH, manylinux_X_Y_ARCH or musllinux_X_Y_ARCH"
-            )
+        check_platform_tag(self.platform_tag)
 
     @property
     def version_tuple(self) -> tuple[int, int]:
@@ -63,7 +127,7 @@ class Target:
             return host_arch()
         m = _PLATFORM_RE.match(self.platform_tag)
         assert m is not None
-        return next(v for k, v in m.groupdict().items() if k.endswith("arch") and v)
+        return _arch_of(m)
 
     @cached_property
     def platforms(self) -> tuple[str, ...]:

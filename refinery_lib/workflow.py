@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -9,6 +10,7 @@ import runpy
 import sys
 import threading
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,20 @@ def setup_logging(log_path: str | None, verbose: bool = False) -> None:
         logging.getLogger("refinery").error("step failed: %s", exc, exc_info=(kind, exc, tb))
 
     sys.excepthook = _log_uncaught
+
+
+@contextlib.contextmanager
+def build_failure_exits() -> Iterator[None]:
+    """A failed build ends its job with exit status 1 and no traceback: the failure is an
+    outcome, not a crash. run_build has written its record and logged its one line; a
+    traceback (and Snakemake's error block around it) would only bury that line. Any other
+    exception is a bug of the refinery and keeps its traceback."""
+    from .errors import BuildError
+
+    try:
+        yield
+    except BuildError:
+        raise SystemExit(1) from None
 
 
 def script_settings(smk: Any) -> Settings:

@@ -4,8 +4,10 @@ rule aggregate:
         plan=rules.plan.output.plan,
         records=aggregate_inputs,
     output:
-        manifest=MANIFEST,
-        # written only here, never by the onerror handler: a manifest written after a failed
+        # OUTPUT/manifest.json is written too, but is no Snakemake output: after a failed run
+        # Snakemake removes the (empty) folder of a missing output, and that folder is the
+        # user's. `refinery` reruns this rule when the manifest is gone (cli_run).
+        # Written only here, never by the onerror handler: a manifest written after a failed
         # job leaves this missing, so the next run retries the failed targets
         complete=f"{RESULTS}/aggregate/complete.json",
     log:

@@ -25,7 +25,6 @@ BUILD_IMAGE = snakemake_container(
     image=config["builder"].get("image") or None,
 )
 RESULTS = config.get("results", "results")
-MANIFEST = str(SETTINGS.paths.manifest)
 
 
 wildcard_constraints:

@@ -5,6 +5,7 @@ Run it directly with `uvicorn --factory web.app:create_app` (settings from the e
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from refinery_lib.queue import QueueError, RequestNotFound
 
-from . import routes_api, routes_logs, routes_pages, routes_queue
+from . import routes_api, routes_docs, routes_logs, routes_pages, routes_queue
 from .deps import guard_state_change, worker_for
 from .security import RedactTokenQuery, token_problem
 from .sessions import SessionStore
@@ -24,6 +25,7 @@ from .trigger import Autorun
 
 STATIC = Path(__file__).resolve().parent / "static"
 PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+log = logging.getLogger(__name__)
 
 # plotly adds inline styles, nothing here needs inline scripts or other origins
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -78,10 +80,18 @@ def create_app(settings: PanelSettings | None = None) -> FastAPI:
         description="History, hints, logs, retry queue and worker of the refinery.",
         version="0.1.0",
         lifespan=lifespan,
+        # FastAPI's /docs and /redoc load from a CDN and start with an inline script: blank
+        # offline and under the CSP; routes_docs serves both from local files instead
+        docs_url=None,
+        redoc_url=None,
         # every route, present and future: POST/PUT/PATCH/DELETE only from this origin
         dependencies=[Depends(guard_state_change)],
     )
     app.state.settings = settings
+    if not settings.db_path.is_file():
+        # nothing is created there: a mistyped path must not become an empty history
+        log.warning("no history database at %s yet: the panel shows an empty history until "
+                    "a run writes it", settings.db_path)
     app.state.sessions = SessionStore()
 
     app.add_middleware(SecurityHeaders)
@@ -106,7 +116,7 @@ def create_app(settings: PanelSettings | None = None) -> FastAPI:
         # cheap: container health checks should not render the dashboard
         return {"ok": True}
 
-    for module in (routes_pages, routes_api, routes_queue, routes_logs):
+    for module in (routes_pages, routes_api, routes_queue, routes_logs, routes_docs):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

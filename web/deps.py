@@ -8,11 +8,15 @@ Routes get everything through these, so a test overrides `get_settings` (or any 
 from __future__ import annotations
 
 import hmac
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Path, Request
 
-from refinery_lib.history import History
+from refinery_lib.history import SCHEMA, History
 from refinery_lib.queue import QueueError, RetryQueue, normalize_name, normalize_version
 
 from . import catalog
@@ -29,9 +33,46 @@ def get_settings(request: Request) -> PanelSettings:
 Settings = Annotated[PanelSettings, Depends(get_settings)]
 
 
+class MissingHistory(History):
+    """The history before its database exists: every query sees no events.
+
+    `History(path)` would create the file (and its folders): started before the first run, or
+    with a mistyped path, the panel would leave an empty database where nothing should be, and
+    show an empty history as if the path were right. This stands in instead and writes
+    nothing, so the page can say that there is no database there yet.
+    """
+
+    exists = False
+
+    def __init__(self, path: FilePath):  # no mkdir, no file: only the schema, in memory
+        self.path = FilePath(path)
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(":memory:")
+        con.row_factory = sqlite3.Row
+        try:
+            con.executescript(SCHEMA)
+            with con:
+                yield con
+        finally:
+            con.close()
+
+
+def open_history(path: FilePath) -> History:
+    """The history at `path`, or an empty stand-in when there is no file there yet: looked
+    up on every request, so the panel shows the first run's events once it wrote them."""
+    if path.is_file():
+        return History(path)
+    return MissingHistory(path)
+
+
+def history_exists(history: History) -> bool:
+    return getattr(history, "exists", True)
+
+
 def get_history(settings: Settings) -> History:
-    # History creates an empty database when there is none: an empty panel before the first run
-    return History(settings.db_path)
+    return open_history(settings.db_path)
 
 
 def get_queue(settings: Settings) -> RetryQueue:

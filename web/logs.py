@@ -13,6 +13,7 @@ from that descriptor, never from the name again.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -25,6 +26,8 @@ from urllib.parse import quote, urlencode
 
 import anyio
 from packaging.version import InvalidVersion, Version
+
+from refinery_lib.hints import ERROR_WINDOW, first_error_line
 
 # CACHE/logs/<key>-attempt<N>-<variant>.log, key = node_key(name, version) (no '-' inside)
 _LOG_RE = re.compile(
@@ -156,6 +159,68 @@ def tail_of(log: LogFile | None, limit: int = TAIL_BYTES) -> tuple[str, int, boo
         return "", 0, False
     with fh:
         return read_tail(fh, limit)
+
+
+# -- the line of a failed build's log that says why ------------------------------------------
+_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class FirstError:
+    """A failed build's error line; `line_no` is 1-based, 0 where unknown (found in the tail
+    of a log too long to count its lines)."""
+
+    line_no: int
+    text: str
+
+
+def _head_and_tail(fh: BinaryIO, window: int) -> tuple[bytes, bytes]:
+    """The log whole when it fits in two windows; else its first and last `window` bytes,
+    cut to whole lines. Never more than 2 * `window` bytes are read, whatever the size."""
+    size = fh.seek(0, os.SEEK_END)
+    fh.seek(0)
+    if size <= 2 * window:
+        return fh.read(size), b""
+    head = fh.read(window)
+    fh.seek(size - window)
+    tail = fh.read(window)
+    head = head[:head.rfind(b"\n") + 1] or head
+    tail = tail[tail.find(b"\n") + 1:] or tail
+    return head, tail
+
+
+def _line_no_of(text: str, found: str) -> int:
+    """Where the line `first_error_line` returned is in `text` (it may have shortened the
+    line, or joined the next one to it: its first words are looked for); 0 if not there."""
+    probe = found.strip("…").strip()[:60]
+    if not probe:
+        return 0
+    for index, line in enumerate(text.split("\n")):
+        if probe in _ANSI_RE.sub("", line):
+            return index + 1
+    return 0
+
+
+def first_error(log: LogFile | None, window: int = ERROR_WINDOW) -> FirstError | None:
+    """What went wrong, by `refinery_lib.hints.first_error_line` (the line the CLI reports
+    too), over the log's head and tail read from a safely opened descriptor (`open_log`):
+    never the path again, which a build could have swapped for a link by now."""
+    fh = open_log(log) if log is not None else None
+    if fh is None:
+        return None
+    with fh:
+        head, tail = _head_and_tail(fh, window)
+    head_text = head.decode("utf-8", errors="replace")
+    line = first_error_line(head_text + tail.decode("utf-8", errors="replace"))
+    if not line:
+        return None
+    return FirstError(_line_no_of(head_text, line), line)
+
+
+@functools.lru_cache(maxsize=256)
+def cached_first_error(log: LogFile) -> FirstError | None:
+    """`first_error` once per log file version: its size and mtime are part of the key."""
+    return first_error(log)
 
 
 def sse(data: str, event: str = "", event_id: int | None = None) -> str:

@@ -11,7 +11,7 @@ from refinery_lib.history import History
 from refinery_lib.queue import RetryQueue
 
 from . import catalog, stats, views
-from .deps import Name, Settings, get_catalog, get_history, get_queue
+from .deps import Name, Settings, get_catalog, get_history, get_queue, history_exists
 
 router = APIRouter(prefix="/api", tags=["stats"])
 
@@ -47,6 +47,8 @@ class Stats(BaseModel):
     status_counts: dict[str, int]
     events: int
     packages: int
+    packages_by_status: dict[str, int]
+    history_exists: bool
     queue_depth: int
     worker_mode: str
     failure_rate: list[dict[str, Any]]
@@ -74,14 +76,18 @@ def hints(entries: Annotated[list, Depends(get_catalog)],
 @router.get("/stats", response_model=Stats)
 def stats_api(history: HistoryDep, settings: Settings,
               queue: Annotated[RetryQueue, Depends(get_queue)]):
-    counts = history.status_counts()
+    """`status_counts` counts events (every attempt, rebuild and reuse); `packages_by_status`
+    counts packages by their latest outcome, as the dashboard's cards do."""
+    cards = views.status_cards(history)
     df = stats.events_frame(history)
     over_time = stats.outcomes_over_time(df)
     over_time["bucket"] = over_time["bucket"].astype(str)
     return {
-        "status_counts": counts,
-        "events": sum(counts.values()),
-        "packages": int(df["package"].nunique()),
+        "status_counts": history.status_counts(),
+        "events": cards["events"],
+        "packages": cards["packages"],
+        "packages_by_status": cards["counts"],
+        "history_exists": history_exists(history),
         "queue_depth": len(queue),
         "worker_mode": settings.worker_mode,
         "failure_rate": stats.failure_rate(df).to_dict("records"),

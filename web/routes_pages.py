@@ -12,7 +12,16 @@ from refinery_lib.history import History
 from refinery_lib.queue import RetryQueue, steps_to_text
 
 from . import catalog, views
-from .deps import Name, Settings, Worker, get_catalog, get_history, get_queue, has_valid_token
+from .deps import (
+    Name,
+    Settings,
+    Worker,
+    get_catalog,
+    get_history,
+    get_queue,
+    has_valid_token,
+    history_exists,
+)
 from .sessions import SESSION_COOKIE, get_sessions, new_sid, plausible_sid, set_session_cookie
 from .templating import make_templates
 
@@ -42,7 +51,8 @@ def render(request: Request, template: str, settings, status_code: int = 200, **
 def dashboard(request: Request, settings: Settings, history: HistoryDep, queue: QueueDep,
               worker: Worker):
     data = views.dashboard(history, queue)
-    return render(request, "dashboard.html", settings, worker=worker.status(), **data)
+    return render(request, "dashboard.html", settings, worker=worker.status(),
+                  history_exists=history_exists(history), **data)
 
 
 @router.get("/package/")

@@ -34,6 +34,30 @@ def events_frame(history: History, package: str | None = None, limit: int = 50_0
     return df
 
 
+#: per package, the status of its newest outcome event; a package with only attempt (or
+#: system_recipe) events so far has no outcome yet and shows as "pending"
+_PACKAGE_STATUS_SQL = f"""
+SELECT status, COUNT(*) AS n FROM (
+    SELECT package,
+           COALESCE((SELECT o.status FROM events o WHERE o.package = p.package
+                     AND o.status IN ({",".join("?" * len(OUTCOMES))})
+                     ORDER BY o.ts DESC, o.id DESC LIMIT 1), 'pending') AS status
+    FROM (SELECT DISTINCT package FROM events) p
+) GROUP BY status
+"""  # noqa: S608 (placeholders only)
+
+
+def packages_by_status(history: History) -> dict[str, int]:
+    """How many packages are in each state now: per package, its newest outcome's status.
+
+    Counting events instead would say "5 attempt, 1 built, 2 failed" for two packages: every
+    attempt, rebuild and reuse is an event. These numbers add up to the number of packages.
+    """
+    with history.connect() as con:
+        rows = con.execute(_PACKAGE_STATUS_SQL, OUTCOMES).fetchall()
+    return {r["status"]: r["n"] for r in rows}
+
+
 def outcomes_over_time(df: pd.DataFrame) -> pd.DataFrame:
     """Outcome counts per status per day (per hour when the history spans under two days)."""
     out = df[df["status"].isin(OUTCOMES)]
@@ -47,8 +71,16 @@ def outcomes_over_time(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_durations(df: pd.DataFrame) -> pd.DataFrame:
+    """Every real build with a duration (cached/attempt events repeat one), oldest first."""
     builds = df[df["status"].isin(["built", "failed"]) & df["duration"].notna()]
-    return builds[["package", "status", "duration"]]
+    return builds[["ts", "package", "status", "duration"]].sort_values("ts", kind="stable")
+
+
+def latest_build_durations(df: pd.DataFrame) -> pd.DataFrame:
+    """Per package its newest build's duration and status, fastest first."""
+    builds = build_durations(df)
+    latest = builds.groupby("package", sort=False).tail(1)
+    return latest.sort_values(["duration", "package"]).reset_index(drop=True)
 
 
 def failure_rate(df: pd.DataFrame, limit: int = 15) -> pd.DataFrame:

@@ -19,7 +19,8 @@ def _ts(value: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(value)))
 
 
-def _duration(value: float | None) -> str:
+def duration_text(value: float | None) -> str:
+    """Seconds as people read them: 12.5 s, 3.2 min, 1.5 h."""
     if value is None or value == "":
         return "-"
     value = float(value)
@@ -40,6 +41,6 @@ def make_templates() -> Jinja2Templates:
         autoescape=True,  # everything, not only *.html: no template may opt out by its name
         undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(ts=_ts, duration=_duration, shjoin=_shjoin,
+    env.filters.update(ts=_ts, duration=duration_text, shjoin=_shjoin,
                        q=lambda s: quote(str(s), safe=""))
     return Jinja2Templates(env=env)

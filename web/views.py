@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from typing import Any
 
+from refinery_lib.hints import ERROR_LINE_MAX
 from refinery_lib.history import History
 from refinery_lib.queue import RetryQueue
 from refinery_lib.scheduling import db_state
@@ -52,10 +53,25 @@ def _cached_dashboard(path: str, state: tuple, depth: int, by_package: tuple) ->
     return _dashboard(History(Path(path)), depth, by_package)
 
 
+#: the status cards' order: what is done, then what needs a look
+CARD_ORDER = ("built", "cached", "reused", "fetched", "failed", "missing", "invalid", "skipped",
+              "pending")
+
+
+def status_cards(history: History) -> dict[str, Any]:
+    """Packages per current status (the cards), and the event totals shown beside them."""
+    by_status = stats.packages_by_status(history)
+    rank = {s: i for i, s in enumerate(CARD_ORDER)}
+    counts = dict(sorted(by_status.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
+    events = history.status_counts()
+    return {"counts": counts, "packages": sum(counts.values()),
+            "attempts": events.get("attempt", 0), "events": sum(events.values())}
+
+
 def _dashboard(history: History, depth: int, by_package: tuple) -> dict[str, Any]:
     df = stats.events_frame(history)
     return {
-        "counts": dict(sorted(history.status_counts().items())),
+        **status_cards(history),
         "recent": history.recent(25),
         "failures": events_with_status(history, "failed", 10),
         "top_failures": history.top_failures(10),
@@ -75,6 +91,20 @@ def _hints_for(event: dict[str, Any], settings: PanelSettings, entries: list[dic
         return []
     text, _, _ = logs.tail_of(log, 64 * 1024)
     return catalog.match_log(text, settings.hints_path, entries)
+
+
+def _first_error(event: dict[str, Any]) -> logs.FirstError | None:
+    """What the compiler said first: from the attempt's log, else the line a recorded hint
+    matched (the log may be gone). The event's own detail ("failed (exit 1)") says less."""
+    log = event.get("log")
+    found = logs.cached_first_error(log) if log is not None else None
+    if found is not None:
+        return found
+    for h in event["metadata"].get("hints") or []:
+        if isinstance(h, dict) and isinstance(h.get("line"), str) and h["line"].strip():
+            line_no = h.get("line_no") if isinstance(h.get("line_no"), int) else 0
+            return logs.FirstError(line_no, h["line"].strip()[:ERROR_LINE_MAX])
+    return None
 
 
 class _Logs:
@@ -141,6 +171,7 @@ def package(
     found = _Logs(settings)
     for f in failures:
         f["log"] = _log_of(f, found)
+        f["first_error"] = _first_error(f)
         f["hints"] = _hints_for(f, settings, entries, f["log"])
     attempts = [dict(e, log=_log_of(e, found)) for e in events if e["status"] == "attempt"]
     latest = events[0] if events else {}

@@ -69,7 +69,7 @@ def test_bad_file_name(tmp_path):
 def test_not_a_wheel_extension(tmp_path):
     f = tmp_path / "notes.txt"
     f.write_text("x")
-    assert "does not end in .whl" in scan_wheel(f).reason
+    assert "ends in neither .whl nor .tar.gz nor .zip" in scan_wheel(f).reason
 
 
 def test_no_metadata(tmp_path):

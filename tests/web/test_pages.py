@@ -36,9 +36,11 @@ def test_dashboard_shows_counts_tables_and_chart_data(client):
 
 
 def test_dashboard_on_an_empty_history(tmp_path):
+    from refinery_lib.history import History
     from tests.web.conftest import client_for
     from web.settings import PanelSettings
 
+    History(tmp_path / "h.db")  # no events yet (no database at all: test_panel_readability)
     settings = PanelSettings(tmp_path / "h.db", tmp_path / "q.json", tmp_path / "logs")
     r = client_for(settings).get("/")
     assert r.status_code == 200

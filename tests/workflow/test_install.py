@@ -38,6 +38,10 @@ def test_the_built_wheel_runs_the_demo_outside_the_checkout(tmp_path, isolated_p
     py = venv / "bin" / "python"
     subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall",
                     str(wheel)], check=True, capture_output=True)
+    # a venv brings its own old setuptools (ensurepip's), which shadows this interpreter's;
+    # the refinery requires a newer one, as a real install would resolve
+    subprocess.run([str(py), "-m", "pip", "install", "--quiet", "setuptools>=70.1"],
+                   check=True, capture_output=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in isolated_pip_env.items() if k != "PYTHONPATH"}

@@ -82,3 +82,22 @@ def test_an_index_that_was_down_is_asked_again_on_the_next_run(
     assert "planning again" in up.stderr
     entry = json.loads((tmp_path / "out" / "manifest.json").read_text())["entries"][0]
     assert entry["status"] == "built"
+
+
+def test_a_failed_run_leaves_the_users_output_folder_alone(tmp_path, index_url,
+                                                           isolated_pip_env):
+    """The user's (empty) output folder, with its own mode, survives a run whose only build
+    fails: Snakemake removed and the aggregation remade it before (0750 became 0755); and a
+    deleted manifest is written again by the next run."""
+    make_wheel(tmp_path / "in", "broken", "0.1", FOREIGN)
+    out = tmp_path / "out"
+    out.mkdir(mode=0o750)
+    out.chmod(0o750)
+    inode = out.stat().st_ino
+    res = run_refinery(_args(tmp_path, index_url, "--max-attempts", "1"), env=isolated_pip_env)
+    assert res.returncode == 1
+    assert out.stat().st_ino == inode and stat.S_IMODE(out.stat().st_mode) == 0o750
+    (out / "manifest.json").unlink()
+    again = run_refinery(_args(tmp_path, index_url, "--max-attempts", "1"), env=isolated_pip_env)
+    assert again.returncode == 1 and (out / "manifest.json").exists()
+    assert out.stat().st_ino == inode

@@ -34,7 +34,8 @@ function renderCharts() {
   if (typeof Plotly === "undefined") return;
   for (const el of $all(".chart[data-figure]")) {
     const fig = JSON.parse(el.dataset.figure);
-    Plotly.newPlot(el, fig.data, fig.layout, { responsive: true, displaylogo: false })
+    // no toolbar: it sat over the charts' titles, and the panel's charts need no zooming
+    Plotly.newPlot(el, fig.data, fig.layout, { responsive: true, displayModeBar: false })
       .then(() => { el.dataset.rendered = "1"; });
   }
 }
