@@ -635,7 +635,19 @@ def run_workflow(
         stream.write(f"refinery: snakemake failed: {printable(why)}\n"
                      f"refinery: its output: {log_path}\n")
         stream.flush()
+    elif rc == 0 and _nothing_to_do(log_path):
+        stream.write("refinery: nothing to be done: every package is up to date\n")
+        stream.flush()
     return rc
+
+
+def _nothing_to_do(log_path: Path) -> bool:
+    """Whether Snakemake found every target up to date (its own words, in its log's head)."""
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as fh:
+            return "Nothing to be done" in fh.read(1 << 16)
+    except OSError:
+        return False
 
 
 def _fresh(path: Path, since: float) -> bool:

@@ -147,7 +147,7 @@ def test_refinery_on_slurm_builds_as_jobs_and_reruns_only_the_fixed_package(
         # run 3, nothing changed: nothing submitted
         rc, out = _refine(tmp_path, index_url, isolated_pip_env, "--config", str(fix))
         assert rc == 0, out
-        assert "Nothing to be done" in out
+        assert "nothing to be done" in out.lower()
         assert _slurm_jobs(jobcomp, workdir) == jobs2
     finally:
         _cancel_leftovers(workdir)

@@ -369,3 +369,19 @@ def test_a_dry_run_shows_its_job_list(tmp_path, capfd):
     assert run_workflow(argv, dict(os.environ), settings, verbose=False, stream=out) == 0
     assert "job list: build_wheel 3" in capfd.readouterr().out  # its output is the point
     assert out.getvalue() == "" and not (settings.paths.results / "logs").exists()
+
+
+def test_run_workflow_says_when_there_was_nothing_to_do(tmp_path):
+    """Snakemake's "Nothing to be done" is in its log now, not on screen: the refinery says
+    it in one line (a rerun of a finished run)."""
+    settings = unit_settings(tmp_path)
+    script = tmp_path / "idle_snakemake.py"
+    script.write_text("print('Building DAG of jobs...')\n"
+                      "print('Nothing to be done (all requested files are present and up to "
+                      "date).')\n")
+    out = io.StringIO()
+    env = {**os.environ, "REFINERY_RUN_ID": "run-9"}
+    assert run_workflow([sys.executable, str(script)], env, settings, verbose=False,
+                        stream=out, tty=False) == 0
+    assert out.getvalue().splitlines()[-1] == (
+        "refinery: nothing to be done: every package is up to date")
