@@ -401,6 +401,9 @@ def settle_output(settings: Settings, collected: Collected) -> None:
     for e in collected.entries:
         if e.status in (Status.BUILT, Status.CACHED, Status.FETCHED) and e.wheel:
             _restore(e, output, (settings.paths.wheels, settings.paths.downloads))
+        elif e.status is Status.REUSED and e.wheel:
+            # a reused wheel's intact copy is the input file it came from
+            _restore(e, output, (settings.paths.input,))
     kept = []
     for o in collected.build_only:
         if o.status not in LANDED:
@@ -433,20 +436,54 @@ def settle_output(settings: Settings, collected: Collected) -> None:
 
 
 def _restore(entry: Outcome, output: Path, caches: tuple[Path, ...]) -> None:
-    """`entry`'s wheel into `output` from a cache folder, if it is missing there."""
+    """`entry`'s wheel in `output` as the manifest says (by sha256): placed again from an
+    intact cache copy when it is missing or changed there."""
     from .wheels import sha256_file
 
     try:
-        if inside(output, entry.wheel).exists():
+        dest = inside(output, entry.wheel)
+        if dest.is_file() and (not entry.sha256 or sha256_file(dest) == entry.sha256):
             return
+        why = "changed" if dest.exists() else "missing"
         for folder in caches:
             src = inside(folder, entry.wheel)
             if src.is_file() and (not entry.sha256 or sha256_file(src) == entry.sha256):
-                place_wheel(src, output, entry.sha256 or None, link=True)
-                log.info("%s placed in the output again from %s", entry.wheel, folder)
+                dest.unlink(missing_ok=True)
+                place_wheel(src, output, entry.sha256 or None)
+                log.warning("%s was %s in the output: placed again from %s", entry.wheel, why,
+                            folder)
                 return
+        log.error("%s is %s in the output and no intact copy is cached: run again with "
+                  "--rebuild %s", entry.wheel, why, entry.name)
     except (UnsafeNameError, OSError) as exc:
         log.warning("cannot place %s in the output: %s", entry.wheel, exc)
+
+
+def output_mismatch(manifest_path: Path, output: Path) -> str | None:
+    """What of the output no longer matches the manifest of the last run (by sha256), said
+    in one line, or None: such a run is not done, whatever Snakemake's records say."""
+    from .wheels import sha256_file
+
+    try:
+        entries = read_json(manifest_path).get("entries", [])
+    except (OSError, ValueError, AttributeError):
+        return None
+    bad = []
+    for e in entries:
+        if e.get("status") not in {str(s) for s in LANDED} or not e.get("wheel"):
+            continue
+        try:
+            path = inside(output, e["wheel"])
+            if not path.is_file():
+                bad.append(f"{e['wheel']} missing")
+            elif e.get("sha256") and sha256_file(path) != e["sha256"]:
+                bad.append(f"{e['wheel']} changed")
+        except (UnsafeNameError, OSError):
+            bad.append(f"{e['wheel']} unreadable")
+    if not bad:
+        return None
+    return (f"the output does not match its manifest ({'; '.join(bad[:3])}"
+            + (f" and {len(bad) - 3} more" if len(bad) > 3 else "") + "): placing it again")
 
 
 def _new_run_id() -> str:

@@ -605,8 +605,8 @@ def _cached_outcome(node: PlanNode, sdist: Path, settings: Settings) -> Outcome 
     if not wheel.exists() or sha256_file(wheel) != rec["sha256"]:
         return None
     # a package needed only to build others stays in the cache (plan.py: build_only)
-    dest = wheel if node.build_only else place_wheel(wheel, paths.output, rec["sha256"],
-                                                         link=True)
+    # a copy, not a hard link: a change to one (in place) must not change the other
+    dest = wheel if node.build_only else place_wheel(wheel, paths.output, rec["sha256"])
     meta = {**rec.get("metadata", {}), "cached_from": rec.get("built_at")}
     detail = f"wheel built earlier from the same sdist and settings: {dest.name}"
     return Outcome(
@@ -627,8 +627,7 @@ def _success(run: _Run, result: AttemptResult, version: str, sdist: Path) -> Out
     assert result.wheel is not None
     sha = sha256_file(result.wheel)
     cached = place_wheel(result.wheel, settings.paths.wheels, sha, link=True)
-    dest = cached if node.build_only else place_wheel(result.wheel, settings.paths.output, sha,
-                                                      link=True)
+    dest = cached if node.build_only else place_wheel(result.wheel, settings.paths.output, sha)
     total = sum(a.duration for a in run.attempts)
     meta = _metadata(run, result, sdist) | {
         "duration": round(total, 3),

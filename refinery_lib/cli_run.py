@@ -309,14 +309,19 @@ def config_header(request: RunRequest) -> str:
 
 def forget_stale_records(settings: Settings) -> list[str]:
     """Records in the cache that must not stand for this run: a plan made while the index
-    did not answer, and the mark of an aggregation whose manifest is gone (the manifest is
+    did not answer, the mark of an aggregation whose output no longer matches its manifest
+    (a wheel deleted or changed: the aggregation places it again), and of one whose
+    manifest is gone (the manifest is
     not a Snakemake output: Snakemake removes the empty folder of a missing output after a
     failed run, and that folder is the user's)."""
+    from .aggregate import output_mismatch
     from .steps import forget_unreachable_plan
 
     notes = []
     results = settings.paths.results
     if note := forget_unreachable_plan(results / "plan" / "plan.json"):
+        notes.append(note)
+    if note := output_mismatch(settings.paths.manifest, settings.paths.output):
         notes.append(note)
     # Snakemake remakes a missing intermediate only when something downstream is wanted
     if notes or not settings.paths.manifest.exists():

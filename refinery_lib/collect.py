@@ -66,7 +66,7 @@ def fetch_wheels(nodes: list[PlanNode], settings: Settings) -> list[Outcome]:
             # a build-only wheel stays in the download cache, where its dependents' builds
             # find it (--find-links); only output packages go to the output folder
             dest = path if node.build_only else place_wheel(
-                path, settings.paths.output, sha, link=True
+                path, settings.paths.output, sha
             )
         except (IndexAccessError, UnsafeNameError, InvalidWheelError, OSError) as exc:
             detail = f"fetch of {dist.filename} failed: {exc}"

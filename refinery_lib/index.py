@@ -302,7 +302,7 @@ class SimpleIndex:
             return dest
         digest = hashlib.sha256()
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-")
-        os.fchmod(fd, file_mode())  # fetched wheels land in the output as hard links to this
+        os.fchmod(fd, file_mode())  # cache files are copied to the output, modes and all
         try:
             with os.fdopen(fd, "wb") as out:
                 try:

@@ -68,7 +68,7 @@ def normalize_wheel(wheel: Path, epoch: int) -> None:
 
     entries.sort(key=order)
     fd, tmp = tempfile.mkstemp(dir=wheel.parent, prefix=f".{wheel.name}.")
-    os.fchmod(fd, file_mode())  # the built wheel lands in the output as a hard link to this
+    os.fchmod(fd, file_mode())  # cache files are copied to the output, modes and all
     os.close(fd)
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:

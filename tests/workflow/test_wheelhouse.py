@@ -4,6 +4,7 @@ an index that is down for a while, and an output other users read."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
 import json
 import os
@@ -101,3 +102,33 @@ def test_a_failed_run_leaves_the_users_output_folder_alone(tmp_path, index_url,
     again = run_refinery(_args(tmp_path, index_url, "--max-attempts", "1"), env=isolated_pip_env)
     assert again.returncode == 1 and (out / "manifest.json").exists()
     assert out.stat().st_ino == inode
+
+
+def test_the_output_is_made_to_match_its_manifest_again(tmp_path, index_url, isolated_pip_env):
+    """A wheel deleted from the output, or changed in place, is put back by the next run
+    (checked by sha256), from an intact copy: output wheels are copies, so the change did not
+    reach the cache. Before, the rerun said "nothing to be done" over the damaged output."""
+    make_wheel(tmp_path / "in", "cfast", "1.0", FOREIGN)
+    make_wheel(tmp_path / "in", "plainpure", "1.0")
+    first = run_refinery(_args(tmp_path, index_url), env=isolated_pip_env)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    out = tmp_path / "out"
+    manifest = json.loads((out / "manifest.json").read_text())
+    sha = {e["wheel"]: e["sha256"] for e in manifest["entries"]}
+    built = next(w for w in sha if w.startswith("cfast-"))
+    reused = next(w for w in sha if w.startswith("plainpure-"))
+    (out / reused).unlink()
+    with open(out / built, "r+b") as fh:  # in place: a hard link would carry this to the cache
+        fh.seek(40)
+        fh.write(b"XXXX")
+    again = run_refinery(_args(tmp_path, index_url), env=isolated_pip_env)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "the output does not match its manifest" in again.stderr
+    for wheel, digest in sha.items():
+        assert hashlib.sha256((out / wheel).read_bytes()).hexdigest() == digest, wheel
+    # a new output folder on the warm cache gets every wheel too
+    other = _args(tmp_path, index_url)
+    other[other.index("--output") + 1] = str(tmp_path / "out2")
+    third = run_refinery(other, env=isolated_pip_env)
+    assert third.returncode == 0, third.stdout[-2000:] + third.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "out2").glob("*.whl")) == sorted(sha)
