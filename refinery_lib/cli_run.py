@@ -307,22 +307,41 @@ def config_header(request: RunRequest) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _readable_json(path: Path) -> bool:
+    """False only for a file that exists and is not a JSON object (a missing one is fine)."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return isinstance(json.load(fh), dict)
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def forget_stale_records(settings: Settings) -> list[str]:
     """Records in the cache that must not stand for this run: a plan made while the index
-    did not answer, the mark of an aggregation whose output no longer matches its manifest
-    (a wheel deleted or changed: the aggregation places it again), and of one whose
-    manifest is gone (the manifest is
-    not a Snakemake output: Snakemake removes the empty folder of a missing output after a
-    failed run, and that folder is the user's)."""
+    did not answer, a damaged history database (set aside), a damaged manifest (derived:
+    made again), the mark of an aggregation whose output no longer matches its manifest (a
+    wheel deleted or changed: the aggregation places it again), and of one whose manifest
+    is gone (the manifest is not a Snakemake output: Snakemake removes the empty folder of a
+    missing output after a failed run, and that folder is the user's)."""
     from .aggregate import output_mismatch
+    from .history import set_aside_if_damaged
     from .steps import forget_unreachable_plan
 
     notes = []
     results = settings.paths.results
     if note := forget_unreachable_plan(results / "plan" / "plan.json"):
         notes.append(note)
+    if note := set_aside_if_damaged(settings.paths.history_db):
+        notes.append(note)
     if note := output_mismatch(settings.paths.manifest, settings.paths.output):
         notes.append(note)
+    if not _readable_json(settings.paths.manifest):
+        notes.append(f"{settings.paths.manifest} is not a manifest (damaged?): it is made again")
+        settings.paths.manifest.unlink()
     # Snakemake remakes a missing intermediate only when something downstream is wanted
     if notes or not settings.paths.manifest.exists():
         (results / "aggregate" / "complete.json").unlink(missing_ok=True)

@@ -94,6 +94,33 @@ def new_event(
     }
 
 
+def set_aside_if_damaged(path: Path) -> str | None:
+    """A history database SQLite cannot read whole (`PRAGMA quick_check`) is renamed to
+    `<name>.damaged-<time>` (with its -wal and -shm files), never deleted, so the run starts
+    a fresh one; returns the one line to tell the user, or None when it is sound or absent."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+        try:
+            rows = con.execute("PRAGMA quick_check").fetchall()
+        finally:
+            con.close()
+        problem = None if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows[:3])
+    except sqlite3.DatabaseError as exc:
+        problem = str(exc)
+    if problem is None:
+        return None
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+    for suffix in ("", "-wal", "-shm"):
+        part = Path(f"{path}{suffix}")
+        if part.exists():
+            part.rename(Path(f"{aside}{suffix}"))
+    return (f"the history database {path} is damaged ({problem}): set aside as {aside.name}, "
+            "starting a fresh one")
+
+
 class History:
     def __init__(self, path: Path):
         self.path = Path(path)

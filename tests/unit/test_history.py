@@ -103,3 +103,19 @@ def test_panel_and_scheduling_queries_read_one_status_range(tmp_path, sql_trace)
             sql,
             plan,
         )
+
+
+def test_a_damaged_database_is_set_aside_never_deleted(tmp_path):
+    from refinery_lib.history import History, set_aside_if_damaged
+
+    db = tmp_path / "history.db"
+    assert set_aside_if_damaged(db) is None  # none yet
+    History(db).record([{"package": "p", "status": "built"}], "r1")
+    assert set_aside_if_damaged(db) is None  # sound
+    db.write_bytes(b"SQLite format 3\0" + b"\xff" * 4000)
+    note = set_aside_if_damaged(db)
+    assert note and "is damaged" in note and "starting a fresh one" in note
+    assert not db.exists()
+    (aside,) = [p for p in tmp_path.iterdir() if p.name.startswith("history.db.damaged-")
+                and not p.name.endswith(("-wal", "-shm"))]
+    assert aside.read_bytes().startswith(b"SQLite format 3")

@@ -12,6 +12,7 @@ import socket
 import stat
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -132,3 +133,31 @@ def test_the_output_is_made_to_match_its_manifest_again(tmp_path, index_url, iso
     third = run_refinery(other, env=isolated_pip_env)
     assert third.returncode == 0, third.stdout[-2000:] + third.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "out2").glob("*.whl")) == sorted(sha)
+
+
+def test_damaged_state_files_are_named_set_aside_and_made_again(tmp_path, index_url,
+                                                                isolated_pip_env):
+    """A half-truncated history database and garbage in manifest.json: each is named in one
+    line; the history is set aside (never deleted) for a fresh one, the manifest (derived)
+    is made again; no traceback, and the run ends as a clean one would."""
+    make_wheel(tmp_path / "in", "plainpure", "1.0")
+    assert run_refinery(_args(tmp_path, index_url), env=isolated_pip_env).returncode == 0
+    db = tmp_path / "cache" / "history.db"
+    data = db.read_bytes()
+    db.write_bytes(data[: len(data) // 2])
+    for extra in ("-wal", "-shm"):
+        Path(f"{db}{extra}").unlink(missing_ok=True)
+    manifest = tmp_path / "out" / "manifest.json"
+    manifest.write_text("{garbage")
+    res = run_refinery(_args(tmp_path, index_url), env=isolated_pip_env)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "Traceback" not in res.stdout + res.stderr
+    assert f"the history database {db} is damaged" in res.stderr
+    assert f"{manifest} is not a manifest" in res.stderr
+    aside = [p for p in db.parent.glob("history.db.damaged-*")
+             if not p.name.endswith(("-wal", "-shm"))]
+    assert len(aside) == 1 and aside[0].stat().st_size == len(data) // 2  # kept, not deleted
+    assert json.loads(manifest.read_text())["summary"] == {"reused": 1}
+    import sqlite3
+
+    assert sqlite3.connect(db).execute("PRAGMA quick_check").fetchone() == ("ok",)
