@@ -463,16 +463,21 @@ def sdist_newest_mtime(path: Path) -> int:
         root = "/nonexistent-sdist-root"  # the filter's view: nothing there to resolve
         with tarfile.open(path) as tf:
             for member in _tar_members(tf, budget):
-                try:
-                    tarfile.data_filter(member, root)
-                except tarfile.FilterError as exc:
-                    raise ArchiveError(f"unsafe member {member.name!r}: {exc}") from exc
+                _filtered(member, root)
                 newest = max(newest, int(member.mtime))
     except ArchiveError:
         raise
     except _READ_ERRORS as exc:
         raise _damage(exc) from exc
     return newest
+
+
+def _filtered(member: tarfile.TarInfo, root: str) -> tarfile.TarInfo:
+    """`member` as tar's `data` filter lets it through into `root`, or ArchiveError."""
+    try:
+        return tarfile.data_filter(member, root)
+    except tarfile.FilterError as exc:
+        raise ArchiveError(f"unsafe member {member.name!r}: {exc}") from exc
 
 
 def _clear(target: str) -> None:
@@ -503,10 +508,7 @@ def _extract_tar(path: Path, root: str) -> None:
     budget = _Budget(path.stat().st_size)
     with tarfile.open(path) as tf:
         for member in _tar_members(tf, budget):
-            try:
-                member = tarfile.data_filter(member, root)
-            except tarfile.FilterError as exc:
-                raise ArchiveError(f"unsafe member {member.name!r}: {exc}") from exc
+            member = _filtered(member, root)
             target = os.path.join(root, member.name)
             if member.isdir():
                 os.makedirs(target, exist_ok=True)

@@ -60,9 +60,9 @@ def _demo_main(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         dest, extra = argv[0], argv[1:]
     else:
         dest, extra = f"./{DEMO_DEST}", argv
-    from .demo import demo_main
+    from .demo import demo_argv
 
-    return demo_main(Path(dest), list(extra))
+    return cli_run.run(demo_argv(Path(dest), list(extra)))
 
 
 COMMANDS: tuple[Command, ...] = (

@@ -25,8 +25,3 @@ def demo_argv(dest: Path, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
         *extra,
     ]
 
-
-def demo_main(dest: Path, extra: list[str] | tuple[str, ...] = ()) -> int:
-    from .cli import main
-
-    return main(["run", *demo_argv(dest, extra)])

@@ -316,14 +316,15 @@ def test_found_config_is_recorded_in_the_run_config_header(folders, repo, monkey
 
 
 def test_demo_takes_a_destination_and_run_options(monkeypatch):
-    from refinery_lib import demo
+    from refinery_lib import cli_run
+    from refinery_lib.demo import demo_argv
 
     calls = []
-    monkeypatch.setattr(demo, "demo_main", lambda dest, extra: calls.append((dest, extra)) or 0)
+    monkeypatch.setattr(cli_run, "run", lambda argv: calls.append(argv) or 0)
     assert cli.main(["demo", "/tmp/somewhere", "--jobs", "2"]) == 0
     assert cli.main(["demo", "--verbose"]) == 0
-    assert calls == [(Path("/tmp/somewhere"), ["--jobs", "2"]),
-                     (Path("./refinery-demo"), ["--verbose"])]
+    assert calls == [demo_argv(Path("/tmp/somewhere"), ["--jobs", "2"]),
+                     demo_argv(Path("./refinery-demo"), ["--verbose"])]
 
 
 def test_serve_refuses_a_missing_database(tmp_path, monkeypatch, capsys):
