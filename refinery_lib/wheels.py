@@ -7,9 +7,11 @@ import hashlib
 import multiprocessing
 import os
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from email.parser import BytesHeaderParser
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import (
     InvalidSdistFilename,
@@ -127,77 +129,70 @@ SDIST_SUFFIXES = (".tar.gz", ".zip")
 def scan_wheel(path: Path) -> WheelRecord:
     """Scan one input file; problems become an invalid record naming the reason. An sdist
     (`pip download` leaves them in wheelhouses) is scanned as one (`scan_sdist`)."""
-    base = {"file": path.name, "path": str(path)}
     if path.name.endswith(SDIST_SUFFIXES):
         return scan_sdist(path)
-    try:
-        size = path.stat().st_size
-        if not path.name.endswith(".whl"):
-            raise InvalidWheelError("not a wheel or an sdist: the file name ends in neither "
-                                    ".whl nor " + " nor ".join(SDIST_SUFFIXES))
-        try:
-            name, version, build, tags = parse_wheel_filename(path.name)
-        except (InvalidWheelFilename, ValueError) as exc:
-            raise InvalidWheelError(f"bad wheel file name: {exc}") from exc
-        with _open_wheel(path) as zf:
-            fields = check_wheel(zf, name, version)
-        sha = sha256_file(path)
-    except InvalidWheelError as exc:
-        return WheelRecord(**base, valid=False, reason=str(exc))
-    except OSError as exc:
-        return WheelRecord(**base, valid=False, reason=f"cannot read: {exc}")
-    return WheelRecord(
-        **base,
-        valid=True,
-        name=str(name),
-        version=str(version),
-        build_tag="".join(str(p) for p in build) if build else "",
-        tags=tuple(sorted(str(t) for t in tags)),
-        requires_dist=tuple(fields.get("requires-dist", ())),
-        requires_python=(fields.get("requires-python") or [""])[0],
-        sha256=sha,
-        size=size,
-    )
+    return _record(path, "wheel", _wheel_fields)
 
 
 def scan_sdist(path: Path) -> WheelRecord:
     """An sdist of the input folder: name and version from its file name (PEP 625), which
     PKG-INFO must agree with; Requires-Dist as `read_sdist_metadata` finds it; every member
     walked within the caps (`archives.sdist_newest_mtime`) so a bad one is invalid here."""
-    base = {"file": path.name, "path": str(path), "kind": "sdist"}
+    return _record(path, "sdist", _sdist_fields)
+
+
+def _record(path: Path, kind: str, read: Callable[[Path], dict[str, Any]]) -> WheelRecord:
+    """The scan record of `path`: `read`'s fields with its sha256 and size, or an invalid
+    record with the reason `read` (or reading the file) gave."""
+    base = {"file": path.name, "path": str(path), "kind": kind}
     try:
-        try:
-            name, version = parse_sdist_filename(path.name)
-        except (InvalidSdistFilename, ValueError) as exc:
-            raise InvalidWheelError(f"bad sdist file name: {exc}") from exc
-        try:
-            archives.sdist_newest_mtime(path)
-        except ArchiveError as exc:
-            raise InvalidWheelError(f"sdist unsafe or damaged: {exc}") from exc
-        fields = read_sdist_metadata(path)
-        meta_name = (fields.get("name") or [""])[0]
-        if canonicalize_name(meta_name) != name:
-            raise InvalidWheelError(
-                f"misnamed: file name says {name!r}, PKG-INFO says {meta_name!r}")
-        if not _same_version((fields.get("version") or [""])[0], version):
-            raise InvalidWheelError(
-                f"misnamed: file name says version {version}, PKG-INFO says "
-                f"{(fields.get('version') or [''])[0]}")
+        fields = read(path)
         size, sha = path.stat().st_size, sha256_file(path)
     except InvalidWheelError as exc:
         return WheelRecord(**base, valid=False, reason=str(exc))
     except OSError as exc:
         return WheelRecord(**base, valid=False, reason=f"cannot read: {exc}")
-    return WheelRecord(
-        **base,
-        valid=True,
-        name=str(name),
-        version=str(version),
-        requires_dist=tuple(fields.get("requires-dist", ())),
-        requires_python=(fields.get("requires-python") or [""])[0],
-        sha256=sha,
-        size=size,
-    )
+    return WheelRecord(**base, valid=True, sha256=sha, size=size, **fields)
+
+
+def _requirements(meta: dict[str, list[str]]) -> dict[str, Any]:
+    return {"requires_dist": tuple(meta.get("requires-dist", ())),
+            "requires_python": (meta.get("requires-python") or [""])[0]}
+
+
+def _wheel_fields(path: Path) -> dict[str, Any]:
+    if not path.name.endswith(".whl"):
+        raise InvalidWheelError("not a wheel or an sdist: the file name ends in neither "
+                                ".whl nor " + " nor ".join(SDIST_SUFFIXES))
+    try:
+        name, version, build, tags = parse_wheel_filename(path.name)
+    except (InvalidWheelFilename, ValueError) as exc:
+        raise InvalidWheelError(f"bad wheel file name: {exc}") from exc
+    with _open_wheel(path) as zf:
+        meta = check_wheel(zf, name, version)
+    return {"name": str(name), "version": str(version),
+            "build_tag": "".join(str(p) for p in build) if build else "",
+            "tags": tuple(sorted(str(t) for t in tags)), **_requirements(meta)}
+
+
+def _sdist_fields(path: Path) -> dict[str, Any]:
+    try:
+        name, version = parse_sdist_filename(path.name)
+    except (InvalidSdistFilename, ValueError) as exc:
+        raise InvalidWheelError(f"bad sdist file name: {exc}") from exc
+    try:
+        archives.sdist_newest_mtime(path)
+    except ArchiveError as exc:
+        raise InvalidWheelError(f"sdist unsafe or damaged: {exc}") from exc
+    meta = read_sdist_metadata(path)
+    meta_name = (meta.get("name") or [""])[0]
+    if canonicalize_name(meta_name) != name:
+        raise InvalidWheelError(f"misnamed: file name says {name!r}, PKG-INFO says {meta_name!r}")
+    meta_version = (meta.get("version") or [""])[0]
+    if not _same_version(meta_version, version):
+        raise InvalidWheelError(
+            f"misnamed: file name says version {version}, PKG-INFO says {meta_version}")
+    return {"name": str(name), "version": str(version), **_requirements(meta)}
 
 
 def list_input_files(folder: Path) -> list[Path]:
