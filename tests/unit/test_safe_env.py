@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import sys
 
@@ -92,11 +93,19 @@ def test_command_output_is_redacted_in_its_log(tmp_path, monkeypatch):
 
 
 def test_command_log_ends_even_if_a_child_keeps_the_pipe(tmp_path):
-    """A daemon that escaped the group keeps stdout open; the step still ends."""
+    """A daemon that escaped the group keeps stdout open; the step still ends: run returns
+    while that daemon (which holds the log's pipe) is still alive."""
     log = tmp_path / "l.log"
-    res = proc.run(["sh", "-c", "echo started; (setsid sleep 30 &) ; echo parent-done"],
-                   log_path=log)
-    assert res.returncode == 0 and res.duration < 25
+    pid_file = tmp_path / "daemon.pid"
+    script = f"echo started; (setsid sh -c 'echo $$ > {pid_file}; exec sleep 300' &); " \
+             f"while [ ! -s {pid_file} ]; do :; done; echo parent-done"
+    res = proc.run(["sh", "-c", script], log_path=log)
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, 0)  # still running: run did not wait for the pipe to close
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    assert res.returncode == 0
     assert "parent-done" in log.read_text()
 
 
