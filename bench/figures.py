@@ -57,6 +57,8 @@ class Sizes:
     panel_requests: int
     panel_seconds: float
     closure_cap: float  # seconds: runs above `big` with the closure check are cut off here
+    panel_clients: int = 16  # figure 7c: concurrent clients over every page and API (0: off)
+    panel_load_seconds: float = 30.0  # figure 7c: how long they ask
 
     @classmethod
     def full(cls) -> Sizes:
@@ -64,7 +66,8 @@ class Sizes:
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(3, 50, 400, (50, 400, 1000), 2_000, 0.3, 100_000, 50, 10.0, 45.0)
+        return cls(3, 50, 400, (50, 400, 1000), 2_000, 0.3, 100_000, 50, 10.0, 45.0,
+                   panel_load_seconds=10.0)
 
 
 class Bench:
@@ -430,8 +433,31 @@ class Bench:
                 self.rows.append(Row(f"7. panel {path} first request (history just changed)",
                                      r["first"], "ms", floor["p50"], r["first"] / floor["p50"],
                                      "", None))
+            if s.panel_clients:
+                self._panel_concurrent(port, panel_bench)
         self.notes.append(f"figure 7 floor: GET {panel_bench.FLOOR_PATH} of the same server "
                           f"(no database, no template), {floor['requests']} requests")
+
+    def _panel_concurrent(self, port: int, panel_bench) -> None:
+        """Figure 7c: `panel_clients` clients at once over every GET page and API, p95 of
+        each against 100 ms and the /healthz floor of the same load; no errors."""
+        s = self.sizes
+        r = panel_bench.concurrent(port, panel_bench.get_paths(), s.panel_clients,
+                                   s.panel_load_seconds)
+        floor = r["paths"][panel_bench.FLOOR_PATH]
+        head = f"7c. panel, {s.panel_clients} clients, {s.events:,} events:"
+        for path, p in sorted(r["paths"].items(), key=lambda kv: -kv[1]["p95"]):
+            if path == panel_bench.FLOOR_PATH:
+                continue
+            self.rows.append(Row(f"{head} {path} p95 ({p['requests']} requests)", p["p95"],
+                                 "ms", floor["p95"], p["p95"] / floor["p95"],
+                                 f"<= {panel_bench.GOAL_P95_MS:.0f} ms",
+                                 p["p95"] <= panel_bench.GOAL_P95_MS and not p["errors"]))
+        self.rows.append(Row(f"{head} errors ({r['requests']} requests, "
+                             f"{r['throughput']:.0f}/s)", r["errors"], "", None, None, "0",
+                             r["errors"] == 0 and not r["warmup_errors"],
+                             value_text=str(r["errors"])))
+        self.notes.append(panel_bench.concurrent_report(r))
 
 
 def _closure_method(out: Path) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 import uuid
@@ -94,20 +95,74 @@ def new_event(
     }
 
 
+#: SQLite's result codes for a file it cannot read as a database (extended codes such as
+#: SQLITE_CORRUPT_INDEX start the same way)
+DAMAGE_CODES = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether an error of sqlite3 says the database file itself is damaged (truncated,
+    overwritten, not a database), rather than busy, locked or unreachable for now."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    text = str(exc)
+    return name.startswith(DAMAGE_CODES) or "malformed" in text or "not a database" in text
+
+
+def damage(path: Path) -> str | None:
+    """What is wrong with the history database at `path` (`PRAGMA quick_check`, read-only:
+    nothing is written, not even a -wal file's checkpoint), or None when it is sound or
+    absent. Busy or locked is not damage: that error is raised."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        try:
+            rows = con.execute("PRAGMA quick_check").fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and not is_damage(exc):
+            raise
+        return " ".join(str(exc).split())
+    if rows == [("ok",)]:
+        return None
+    # one line: quick_check's rows can hold newlines ("*** in database main ***\n...")
+    return " ".join("; ".join(str(r[0]) for r in rows[:3]).split())
+
+
+def header_damage(path: Path) -> str | None:
+    """A cheap look at the file's first 100 bytes (no SQLite, no lock): not an SQLite file,
+    or shorter than the pages its header counts (a truncated copy). None says only that the
+    header looks right; `damage` is the real check."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        return None
+    if not head:
+        return None  # an empty file is an empty database
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+        return "file is not a database"
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(head[28:32], "big")
+    # the page count is valid when the change counter matches version-valid-for
+    if head[24:28] == head[92:96] and pages and size < pages * page_size:
+        return f"truncated: {size} bytes of the {pages * page_size} its header counts"
+    return None
+
+
 def set_aside_if_damaged(path: Path) -> str | None:
     """A history database SQLite cannot read whole (`PRAGMA quick_check`) is renamed to
     `<name>.damaged-<time>` (with its -wal and -shm files), never deleted, so the run starts
     a fresh one; returns the one line to tell the user, or None when it is sound or absent."""
     path = Path(path)
-    if not path.exists():
-        return None
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
-        try:
-            rows = con.execute("PRAGMA quick_check").fetchall()
-        finally:
-            con.close()
-        problem = None if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows[:3])
+        problem = damage(path)
     except sqlite3.DatabaseError as exc:
         problem = str(exc)
     if problem is None:

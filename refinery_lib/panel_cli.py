@@ -55,6 +55,24 @@ def configure_serve(p: argparse.ArgumentParser) -> None:
                         "port can queue recipes and start the worker")
 
 
+def check_history(db: Path) -> None:
+    """A damaged history database (PRAGMA quick_check, read-only) is refused in one line
+    that names it, the cause and what to do; the panel never moves or changes it (a run sets
+    it aside). Busy or locked is not damage: the panel serves and says so per request."""
+    import sqlite3
+
+    from web.store import damaged_message
+
+    from .history import damage
+
+    try:
+        problem = damage(db)
+    except sqlite3.OperationalError:
+        return
+    if problem:
+        raise RefineryError(damaged_message(db, problem))
+
+
 def serve(p: argparse.ArgumentParser, argv: list[str]) -> int:
     args = p.parse_args(argv)
     db = args.db or (str(Path(args.cache) / "history.db") if args.cache else None)
@@ -77,6 +95,8 @@ def serve(p: argparse.ArgumentParser, argv: list[str]) -> int:
             "pip install 's390x-wheel-refinery[web]'") from None
     from web.security import bind_problem, is_loopback
     from web.settings import PanelSettings
+
+    check_history(Path(db))
 
     settings = PanelSettings.from_env(db=db, queue_path=args.queue_path)
     insecure = args.insecure_no_token or settings.insecure_no_token

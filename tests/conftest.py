@@ -6,6 +6,7 @@ import functools
 import http.server
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -114,3 +115,22 @@ def run_refinery(args: list[str], env: dict | None = None, cwd: Path | None = No
         cwd=cwd,
         timeout=1200,
     )
+
+
+@pytest.fixture
+def sql_trace(monkeypatch):
+    """`sql_trace(module, ...)`: every SQL statement those modules' sqlite3.connect runs."""
+    statements: list[str] = []
+    real_connect = sqlite3.connect
+
+    def traced(*args, **kwargs):
+        con = real_connect(*args, **kwargs)
+        con.set_trace_callback(statements.append)
+        return con
+
+    def install(*modules):
+        for module in modules:
+            monkeypatch.setattr(module.sqlite3, "connect", traced)
+        return statements
+
+    return install

@@ -6,6 +6,7 @@ Run it directly with `uvicorn --factory web.app:create_app` (settings from the e
 from __future__ import annotations
 
 import logging
+import sqlite3
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -14,13 +15,15 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from refinery_lib.history import header_damage, is_damage
 from refinery_lib.queue import QueueError, RequestNotFound
 
 from . import routes_api, routes_docs, routes_logs, routes_pages, routes_queue
-from .deps import guard_state_change, worker_for
+from .deps import Settings, get_settings, guard_state_change, worker_for
 from .security import RedactTokenQuery, token_problem
 from .sessions import SessionStore
 from .settings import PanelSettings
+from .store import HistoryUnavailable, damaged_message, store_for
 from .trigger import Autorun
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -70,6 +73,21 @@ async def lifespan(app: FastAPI):
         autorun.stop()
 
 
+def settings_of(request: Request) -> PanelSettings:
+    """The settings routes see (a test's override of get_settings included), for handlers."""
+    override = request.app.dependency_overrides.get(get_settings)
+    return override() if override is not None else request.app.state.settings
+
+
+def unavailable(request: Request, message: str):
+    """503 with the one line that says what is wrong: JSON under /api/, else a page."""
+    if request.url.path.startswith("/api/") or "application/json" in request.headers.get(
+            "accept", ""):
+        return JSONResponse({"detail": message}, status_code=503)
+    return routes_pages.render(request, "unavailable.html", settings_of(request),
+                               status_code=503, history_problem=message)
+
+
 def create_app(settings: PanelSettings | None = None) -> FastAPI:
     settings = settings or PanelSettings.from_env()
     problem = token_problem(settings.token)
@@ -88,6 +106,10 @@ def create_app(settings: PanelSettings | None = None) -> FastAPI:
         dependencies=[Depends(guard_state_change)],
     )
     app.state.settings = settings
+    if problem := header_damage(settings.db_path):
+        # `refinery serve` refuses to start on it (quick_check); served anyway, every page
+        # that needs the history says so
+        log.warning("%s", damaged_message(settings.db_path, problem))
     if not settings.db_path.is_file():
         # nothing is created there: a mistyped path must not become an empty history
         log.warning("no history database at %s yet: the panel shows an empty history until "
@@ -105,6 +127,19 @@ def create_app(settings: PanelSettings | None = None) -> FastAPI:
     def _bad_request(request: Request, exc: QueueError):
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
+    @app.exception_handler(HistoryUnavailable)
+    def _history_unavailable(request: Request, exc: HistoryUnavailable):
+        return unavailable(request, exc.message)
+
+    @app.exception_handler(sqlite3.Error)
+    def _sqlite_error(request: Request, exc: sqlite3.Error):
+        # a read outside web/store.py's history: one line, never a traceback
+        settings = settings_of(request)
+        if is_damage(exc):
+            return unavailable(request, damaged_message(settings.db_path, str(exc)))
+        return unavailable(request, f"the history database {settings.db_path} could not be "
+                                    f"read now ({exc}); try again in a moment")
+
     @app.get("/vendor/plotly.min.js", include_in_schema=False)
     def plotly_js() -> FileResponse:
         # served from the installed plotly package: the panel works without the internet
@@ -112,8 +147,14 @@ def create_app(settings: PanelSettings | None = None) -> FastAPI:
                             headers={"Cache-Control": "public, max-age=86400"})
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, bool]:
-        # cheap: container health checks should not render the dashboard
+    def healthz(settings: Settings):
+        # cheap: container health checks should not render the dashboard. Two stat calls,
+        # and the header of a database file not seen in this state before
+        store = store_for(settings.db_path)
+        problem = store.problem()
+        if problem:
+            return JSONResponse({"ok": False, "detail": damaged_message(store.path, problem)},
+                                status_code=503)
         return {"ok": True}
 
     for module in (routes_pages, routes_api, routes_queue, routes_logs, routes_docs):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,33 @@ DEFAULT_PATH = Path(__file__).resolve().parent.parent / "refinery_lib" / "data" 
 FIELDS = ("id", "category", "patterns", "dnf", "apt", "steps", "note")
 
 _cache: dict[tuple[str, float], list[dict[str, Any]]] = {}
+#: the normalised catalog per file version: pages and APIs ask for it on every request
+_loaded: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+
+
+def version(path: Path | None = None) -> tuple[str, int, int] | None:
+    """The catalog file's version: its path, mtime and size (None when it cannot be read)."""
+    try:
+        st = os.stat(path or DEFAULT_PATH)
+    except OSError:
+        return None
+    return (os.path.abspath(path or DEFAULT_PATH), st.st_mtime_ns, st.st_size)
 
 
 def load(path: Path | None = None) -> list[dict[str, Any]]:
-    """Catalog entries as plain dicts with every field present; [] when there is no catalog."""
+    """Catalog entries as plain dicts with every field present; [] when there is no catalog.
+    Read and normalised once per version (mtime, size) of the file."""
+    key = version(path)
+    if key is not None and key in _loaded:
+        return list(_loaded[key])
+    entries = _load(path)
+    if key is not None:
+        _loaded.clear()
+        _loaded[key] = entries
+    return list(entries)
+
+
+def _load(path: Path | None) -> list[dict[str, Any]]:
     try:
         from refinery_lib import hints  # the owner's loader validates and expands patterns
 

@@ -173,11 +173,15 @@ def queue_depth(depth: int, by_package: dict[str, int]) -> str:
     return _layout(fig, "Queue depth")
 
 
-def dashboard(df: pd.DataFrame, depth: int, by_package: dict[str, int]) -> dict[str, str]:
+def history_charts(df: pd.DataFrame) -> dict[str, str]:
+    """The dashboard's charts of the history (the page caches them per history state)."""
     return {
         "outcomes": outcomes_over_time(df),
         "durations": duration_distribution(df),
         "failure-rate": failure_rate(df),
         "variants": variant_success(df),
-        "queue": queue_depth(depth, by_package),
     }
+
+
+def dashboard(df: pd.DataFrame, depth: int, by_package: dict[str, int]) -> dict[str, str]:
+    return {**history_charts(df), "queue": queue_depth(depth, by_package)}

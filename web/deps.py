@@ -8,74 +8,44 @@ Routes get everything through these, so a test overrides `get_settings` (or any 
 from __future__ import annotations
 
 import hmac
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Path, Request
 
-from refinery_lib.history import SCHEMA, History
+from refinery_lib.history import History
 from refinery_lib.queue import QueueError, RetryQueue, normalize_name, normalize_version
 
 from . import catalog
 from .security import CSRF_FIELD, UNSAFE_METHODS, OriginPolicy, body_kind
 from .sessions import SESSION_COOKIE, get_sessions
 from .settings import PanelSettings
+from .store import LazyHistory, MissingHistory, open_history  # noqa: F401 (routes, tests)
 from .trigger import LocalWorker, NoWorker, WebhookWorker
 
+# Cheap dependencies are `async def`: FastAPI calls them on the event loop, where a plain
+# `def` costs a trip through the thread pool each (five per page, under load the most of a
+# cached page's time). Anything that reads files or the database stays `def`.
 
-def get_settings(request: Request) -> PanelSettings:
+
+async def get_settings(request: Request) -> PanelSettings:
     return request.app.state.settings
 
 
 Settings = Annotated[PanelSettings, Depends(get_settings)]
 
 
-class MissingHistory(History):
-    """The history before its database exists: every query sees no events.
-
-    `History(path)` would create the file (and its folders): started before the first run, or
-    with a mistyped path, the panel would leave an empty database where nothing should be, and
-    show an empty history as if the path were right. This stands in instead and writes
-    nothing, so the page can say that there is no database there yet.
-    """
-
-    exists = False
-
-    def __init__(self, path: FilePath):  # no mkdir, no file: only the schema, in memory
-        self.path = FilePath(path)
-
-    @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(":memory:")
-        con.row_factory = sqlite3.Row
-        try:
-            con.executescript(SCHEMA)
-            with con:
-                yield con
-        finally:
-            con.close()
-
-
-def open_history(path: FilePath) -> History:
-    """The history at `path`, or an empty stand-in when there is no file there yet: looked
-    up on every request, so the panel shows the first run's events once it wrote them."""
-    if path.is_file():
-        return History(path)
-    return MissingHistory(path)
-
-
 def history_exists(history: History) -> bool:
     return getattr(history, "exists", True)
 
 
-def get_history(settings: Settings) -> History:
-    return open_history(settings.db_path)
+async def get_history(settings: Settings) -> History:
+    """The history as it is now: read-only, its queries cached per state (web/store.py);
+    a damaged database raises HistoryUnavailable, a 503 naming it (app.py). Opened when the
+    route first uses it, in the route's thread."""
+    return LazyHistory(settings.db_path)  # type: ignore[return-value]
 
 
-def get_queue(settings: Settings) -> RetryQueue:
+async def get_queue(settings: Settings) -> RetryQueue:
     return settings.queue
 
 
@@ -97,7 +67,7 @@ def worker_for(state: Any, settings: PanelSettings):
     return worker
 
 
-def get_worker(request: Request, settings: Settings):
+async def get_worker(request: Request, settings: Settings):
     return worker_for(request.app.state, settings)
 
 
@@ -126,7 +96,7 @@ def has_valid_token(request: Request, settings: PanelSettings) -> bool:
     return token_ok(settings, header) if header else session_ok(request)
 
 
-def require_token(
+async def require_token(
     request: Request,
     settings: Settings,
     x_worker_token: Annotated[str | None, Header(description="the WORKER_TOKEN")] = None,
@@ -169,7 +139,7 @@ async def guard_state_change(request: Request, settings: Settings) -> None:
 Authorized = Depends(require_token)
 
 
-def valid_name(name: Annotated[str, Path(description="package name (any PEP 503 spelling)")]
+async def valid_name(name: Annotated[str, Path(description="package name (any PEP 503 spelling)")]
                ) -> str:
     try:
         return normalize_name(name)
@@ -177,7 +147,7 @@ def valid_name(name: Annotated[str, Path(description="package name (any PEP 503 
         raise HTTPException(400, str(exc)) from exc
 
 
-def valid_version(version: Annotated[str, Path(description="PEP 440 version")]) -> str:
+async def valid_version(version: Annotated[str, Path(description="PEP 440 version")]) -> str:
     try:
         v = normalize_version(version)
     except QueueError as exc:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel
+from fastapi.responses import Response
+from pydantic import BaseModel, TypeAdapter
 
 from refinery_lib.history import History
 from refinery_lib.queue import RetryQueue
 
-from . import catalog, stats, views
+from . import catalog, views
 from .deps import Name, Settings, get_catalog, get_history, get_queue, history_exists
+from .store import Store, cached
 
 router = APIRouter(prefix="/api", tags=["stats"])
 
@@ -56,21 +59,52 @@ class Stats(BaseModel):
     outcomes_over_time: list[dict[str, Any]]
 
 
+FAILURES = TypeAdapter(list[Failure])
+SLOWEST = TypeAdapter(list[Slow])
+HINTS = TypeAdapter(list[Hint])
+STATS = TypeAdapter(Stats)
+ANY = TypeAdapter(dict[str, Any])
+
+
+def json_bytes(adapter: TypeAdapter, value: Any) -> bytes:
+    """What FastAPI answers for `value` with this response model (validated, then pydantic's
+    dump_json), made here: a route that returns the Response itself can keep the bytes
+    per history state, and its validation takes no extra trip through the thread pool."""
+    return adapter.dump_json(adapter.validate_python(value), by_alias=True)
+
+
+def json_response(body: bytes) -> Response:
+    return Response(content=body, media_type="application/json")
+
+
 @router.get("/top-failures", response_model=list[Failure])
 def top_failures(history: HistoryDep, limit: Limit = 10):
-    return history.top_failures(limit)
+    return json_response(cached(history, ("top_failures.json", limit),
+                                lambda: json_bytes(FAILURES, history.top_failures(limit))))
 
 
 @router.get("/top-slowest", response_model=list[Slow])
 def top_slowest(history: HistoryDep, limit: Limit = 10):
-    return history.top_slowest(limit)
+    return json_response(cached(history, ("top_slowest.json", limit),
+                                lambda: json_bytes(SLOWEST, history.top_slowest(limit))))
+
+
+#: /api/hints answers per catalog version and search (100 KB of JSON for the whole catalog)
+_hint_answers = Store(Path("(hint answers)"), size=64)
 
 
 @router.get("/hints", response_model=list[Hint])
-def hints(entries: Annotated[list, Depends(get_catalog)],
+def hints(entries: Annotated[list, Depends(get_catalog)], settings: Settings,
           q: Annotated[str, Query(max_length=200)] = "",
           category: Annotated[str, Query(max_length=100)] = ""):
-    return catalog.search(entries, q, category)
+    def answer() -> bytes:
+        return json_bytes(HINTS, catalog.search(entries, q, category))
+
+    version = catalog.version(settings.hints_path)
+    if version is None:
+        return json_response(answer())
+    return json_response(_hint_answers.get(("hints", version, q, category), None, answer,
+                                           stale=False))
 
 
 @router.get("/stats", response_model=Stats)
@@ -78,22 +112,10 @@ def stats_api(history: HistoryDep, settings: Settings,
               queue: Annotated[RetryQueue, Depends(get_queue)]):
     """`status_counts` counts events (every attempt, rebuild and reuse); `packages_by_status`
     counts packages by their latest outcome, as the dashboard's cards do."""
-    cards = views.status_cards(history)
-    df = stats.events_frame(history)
-    over_time = stats.outcomes_over_time(df)
-    over_time["bucket"] = over_time["bucket"].astype(str)
-    return {
-        "status_counts": history.status_counts(),
-        "events": cards["events"],
-        "packages": cards["packages"],
-        "packages_by_status": cards["counts"],
-        "history_exists": history_exists(history),
-        "queue_depth": len(queue),
-        "worker_mode": settings.worker_mode,
-        "failure_rate": stats.failure_rate(df).to_dict("records"),
-        "variant_success": stats.variant_success(df).to_dict("records"),
-        "outcomes_over_time": over_time.to_dict("records"),
-    }
+    exists, depth, mode = history_exists(history), len(queue), settings.worker_mode
+    return json_response(cached(history, ("stats.json", exists, depth, mode), lambda: json_bytes(
+        STATS, {**views.history_stats(history),  # once per state of the history
+                "history_exists": exists, "queue_depth": depth, "worker_mode": mode})))
 
 
 @router.get("/packages/{name}")
@@ -108,4 +130,4 @@ def package_api(name: Name, history: HistoryDep, settings: Settings,
     for item in data["failures"] + data["attempts"]:
         log = item.pop("log")
         item["log_url"] = log.url(name) if log else None
-    return data
+    return json_response(json_bytes(ANY, data))

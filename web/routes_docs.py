@@ -9,6 +9,7 @@ under /vendor/, and start Swagger UI from /static/api-docs.js.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -34,6 +35,11 @@ templates = make_templates()
 def asset_root() -> Path | None:
     """The package's static folder, found without importing it: only its files are used,
     never its code (which would replace FastAPI's docs functions when called)."""
+    return _asset_root()
+
+
+@functools.cache  # an import system search: once per process, not on every page
+def _asset_root() -> Path | None:
     spec = importlib.util.find_spec(ASSET_PACKAGE.replace("-", "_"))
     if spec is None or not spec.submodule_search_locations:
         return None

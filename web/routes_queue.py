@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, RedirectResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from refinery_lib.history import History
 from refinery_lib.queue import (
@@ -32,6 +32,7 @@ from .deps import (
     get_queue,
     token_ok,
 )
+from .routes_api import json_bytes, json_response
 from .security import CSRF_FIELD, FORM_TYPE, media_type
 from .sessions import (
     SESSION_COOKIE,
@@ -126,6 +127,9 @@ def _dead_out(letter: DeadLetter) -> dict[str, Any]:
     return {**letter.to_json(), "name": letter.name}
 
 
+QUEUE_OUT = TypeAdapter(QueueOut)
+
+
 def _out(queue: RetryQueue) -> dict[str, Any]:
     items = queue.requests()
     return {"length": len(items), "requests": [r.to_json() for r in items],
@@ -134,7 +138,8 @@ def _out(queue: RetryQueue) -> dict[str, Any]:
 
 @router.get("/api/queue", response_model=QueueOut, dependencies=[Authorized])
 def list_queue(queue: QueueDep):
-    return _out(queue)
+    # the Response made here: the validation takes no second trip through the thread pool
+    return json_response(json_bytes(QUEUE_OUT, _out(queue)))
 
 
 @router.post("/api/queue", response_model=QueuedRequest, status_code=201,
@@ -241,7 +246,8 @@ def trigger_worker(worker: Worker) -> dict[str, Any]:
 
 
 @router.get("/api/worker/status", tags=["worker"], dependencies=[Authorized])
-def worker_status(worker: Worker) -> dict[str, Any]:
+async def worker_status(worker: Worker) -> dict[str, Any]:
+    # in memory: on the event loop, no trip through the thread pool
     return worker.status()
 
 

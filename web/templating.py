@@ -40,6 +40,8 @@ def make_templates() -> Jinja2Templates:
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=True,  # everything, not only *.html: no template may opt out by its name
         undefined=jinja2.StrictUndefined,
+        # the templates are package files: no stat of each one on every page
+        auto_reload=False,
     )
     env.filters.update(ts=_ts, duration=duration_text, shjoin=_shjoin,
                        q=lambda s: quote(str(s), safe=""))

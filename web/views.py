@@ -10,10 +10,10 @@ from typing import Any
 from refinery_lib.hints import ERROR_LINE_MAX
 from refinery_lib.history import History
 from refinery_lib.queue import RetryQueue
-from refinery_lib.scheduling import db_state
 
 from . import catalog, charts, logs, stats
 from .settings import PanelSettings
+from .store import cached
 
 
 def events_with_status(
@@ -37,20 +37,19 @@ def events_with_status(
 
 
 def dashboard(history: History, queue: RetryQueue) -> dict[str, Any]:
+    """The dashboard: the history's part once per state of the history (web/store.py), the
+    queue's part (its depth and chart) from the queue file as it is now."""
     requests = queue.requests()
     by_package = tuple(sorted(Counter(r.name for r in requests).items()))
-    state = db_state(history.path.resolve())
-    if state is None:
-        return _dashboard(history, len(requests), by_package)
-    return _cached_dashboard(str(history.path.resolve()), state, len(requests), by_package)
+    data = cached(history, ("dashboard",), lambda: _dashboard(history))
+    # the charts in the page's order, the queue's last
+    figures = {**data["charts"], "queue": _queue_chart(len(requests), by_package)}
+    return {**data, "queue_depth": len(requests), "charts": figures}
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_dashboard(path: str, state: tuple, depth: int, by_package: tuple) -> dict[str, Any]:
-    """The history changes when a run records its events: until then, the same page."""
-    from pathlib import Path
-
-    return _dashboard(History(Path(path)), depth, by_package)
+@functools.lru_cache(maxsize=32)
+def _queue_chart(depth: int, by_package: tuple) -> str:
+    return charts.queue_depth(depth, Counter(dict(by_package)))
 
 
 #: the status cards' order: what is done, then what needs a look
@@ -60,6 +59,10 @@ CARD_ORDER = ("built", "cached", "reused", "fetched", "failed", "missing", "inva
 
 def status_cards(history: History) -> dict[str, Any]:
     """Packages per current status (the cards), and the event totals shown beside them."""
+    return dict(cached(history, ("cards",), lambda: _status_cards(history)))
+
+
+def _status_cards(history: History) -> dict[str, Any]:
     by_status = stats.packages_by_status(history)
     rank = {s: i for i, s in enumerate(CARD_ORDER)}
     counts = dict(sorted(by_status.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
@@ -68,16 +71,41 @@ def status_cards(history: History) -> dict[str, Any]:
             "attempts": events.get("attempt", 0), "events": sum(events.values())}
 
 
-def _dashboard(history: History, depth: int, by_package: tuple) -> dict[str, Any]:
-    df = stats.events_frame(history)
+def events_frame(history: History):
+    """The newest events as a frame, shared by the dashboard and /api/stats."""
+    return cached(history, ("frame",), lambda: stats.events_frame(history))
+
+
+def _dashboard(history: History) -> dict[str, Any]:
+    df = events_frame(history)
     return {
         **status_cards(history),
         "recent": history.recent(25),
         "failures": events_with_status(history, "failed", 10),
         "top_failures": history.top_failures(10),
         "top_slowest": history.top_slowest(10),
-        "queue_depth": depth,
-        "charts": charts.dashboard(df, depth, Counter(dict(by_package))),
+        "charts": charts.history_charts(df),
+    }
+
+
+def history_stats(history: History) -> dict[str, Any]:
+    """What /api/stats says of the history, once per state of it."""
+    return cached(history, ("stats",), lambda: _history_stats(history))
+
+
+def _history_stats(history: History) -> dict[str, Any]:
+    cards = status_cards(history)
+    df = events_frame(history)
+    over_time = stats.outcomes_over_time(df)
+    over_time["bucket"] = over_time["bucket"].astype(str)
+    return {
+        "status_counts": history.status_counts(),
+        "events": cards["events"],
+        "packages": cards["packages"],
+        "packages_by_status": cards["counts"],
+        "failure_rate": stats.failure_rate(df).to_dict("records"),
+        "variant_success": stats.variant_success(df).to_dict("records"),
+        "outcomes_over_time": over_time.to_dict("records"),
     }
 
 
@@ -159,15 +187,27 @@ def alerts(summary: dict[str, Any], events: list[dict[str, Any]]) -> list[dict[s
     return out
 
 
+def _package_history(history: History, name: str) -> dict[str, Any]:
+    """What the package page shows of the history, once per state of it."""
+    return {
+        "summary": history.package_summary(name),
+        "events": history.recent(200, name),
+        "failures": events_with_status(history, "failed", 5, name),
+        "variants": stats.variant_history(stats.events_frame(history, name)),
+    }
+
+
 def package(
     name: str, history: History, queue: RetryQueue, settings: PanelSettings, entries: list
 ) -> dict[str, Any] | None:
-    summary = history.package_summary(name)
+    part = cached(history, ("package", name), lambda: _package_history(history, name))
+    summary = dict(part["summary"])
     queued = [r for r in queue.requests() if r.name == name]
     if not summary["events"] and not queued:
         return None
-    events = history.recent(200, name)
-    failures = events_with_status(history, "failed", 5, name)
+    # copies: the cached rows stay as they are, whatever this request adds to its own
+    events = [dict(e) for e in part["events"]]
+    failures = [dict(f) for f in part["failures"]]
     found = _Logs(settings)
     for f in failures:
         f["log"] = _log_of(f, found)
@@ -185,7 +225,7 @@ def package(
         "events": events[:50],
         "failures": failures,
         "attempts": attempts[:30],
-        "variants": stats.variant_history(stats.events_frame(history, name)),
+        "variants": [dict(v) for v in part["variants"]],
         "queued": queued,
         "versions": versions,
         "log_versions": [v for v in versions if found.of(name, v)],

@@ -119,3 +119,30 @@ def test_a_damaged_database_is_set_aside_never_deleted(tmp_path):
     (aside,) = [p for p in tmp_path.iterdir() if p.name.startswith("history.db.damaged-")
                 and not p.name.endswith(("-wal", "-shm"))]
     assert aside.read_bytes().startswith(b"SQLite format 3")
+
+
+def test_damage_is_named_read_only_and_busy_is_not_damage(tmp_path):
+    """`damage` (PRAGMA quick_check) and `header_damage` (the file's first 100 bytes) on
+    real files: absent, sound, empty, cut to half, random bytes. Neither changes the file."""
+    import os
+
+    from refinery_lib.history import damage, header_damage, is_damage
+
+    db = tmp_path / "history.db"
+    assert damage(db) is None and header_damage(db) is None  # none yet
+    History(db).record([_ev(f"p{i}", "built", duration=1.0) for i in range(300)], "r1")
+    assert damage(db) is None and header_damage(db) is None  # sound
+    data = db.read_bytes()
+    half = tmp_path / "half.db"
+    half.write_bytes(data[: len(data) // 2])
+    assert header_damage(half).startswith(f"truncated: {len(data) // 2} bytes of the ")
+    assert damage(half) == "database disk image is malformed"
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(os.urandom(len(data)))
+    assert header_damage(junk) == damage(junk) == "file is not a database"
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    assert header_damage(empty) is None and damage(empty) is None  # an empty database
+    assert half.read_bytes() == data[: len(data) // 2]  # only read
+    assert is_damage(sqlite3.DatabaseError("database disk image is malformed"))
+    assert not is_damage(sqlite3.OperationalError("database is locked"))
