@@ -43,6 +43,7 @@ from . import proc
 from .attempts import order_variants, variant_stats
 from .errors import BuildError, CommandError, InvalidWheelError
 from .interpreter import check_local_target, interpreter_for
+from .logcap import iter_lines, lines_of, texts_of
 from .pep517.build_in_env import LACKS, distributions, site_packages
 from .safe_env import build_base_env
 from .settings import BuilderKind, Settings
@@ -233,10 +234,10 @@ class _Downloader:
         self.calls.append({"requirements": list(requirements), "pins": list(pins), "ok": ok})
         if ok:
             return True, ""
-        with open(self.log_path, encoding="utf-8", errors="replace") as fh:
-            fh.seek(start)
-            output = fh.read()
-        missing = list(dict.fromkeys(m["req"] for m in _NOT_FOUND.finditer(output)))
+        # this command's part of the log, line by line (never the whole log in memory)
+        missing = list(dict.fromkeys(
+            m["req"] for line in iter_lines(self.log_path, start) for m in _NOT_FOUND.finditer(line)
+        ))
         if missing:
             return False, "no wheel to download for " + ", ".join(missing)
         return False, f"pip download exited {res.returncode} (see {self.log_path})"
@@ -623,9 +624,10 @@ def shared_env(
     return SharedEnv(entry["venv_key"], path, dict(entry.get("venv_packages", {})), False)
 
 
-def shared_unmet(log_text: str) -> list[str]:
-    """Requirements the shared environment lacked (build_in_env.py's report), else empty."""
-    for line in log_text.splitlines():
+def shared_unmet(log: Path | str) -> list[str]:
+    """Requirements the shared environment lacked (build_in_env.py's report), else empty.
+    `log` is the log file (read line by line, `logcap.lines_of`) or its text."""
+    for line in lines_of(log):
         if line.startswith(LACKS):
             return [r.strip() for r in line[len(LACKS):].split(", ") if r.strip()]
     return []
@@ -646,9 +648,12 @@ def offline_vars(
     return {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": " ".join(links)}
 
 
-def offline_miss(log_text: str) -> list[str]:
+def offline_miss(log: Path | str) -> list[str]:
     """Requirements an offline build-environment install could not find (empty when the
-    attempt failed for another reason)."""
-    if not _INSTALL_FAILED.search(log_text):
-        return []
-    return list(dict.fromkeys(m["req"] for m in _NOT_FOUND.finditer(log_text)))
+    attempt failed for another reason). `log` is the log file (read in blocks of whole lines,
+    `logcap.texts_of`) or its text; neither pattern matches across a line break."""
+    failed, missing = False, []
+    for text in texts_of(log):
+        failed = failed or _INSTALL_FAILED.search(text) is not None
+        missing.extend(m["req"] for m in _NOT_FOUND.finditer(text))
+    return list(dict.fromkeys(missing)) if failed else []

@@ -146,9 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RefineryError as exc:
         print(f"refinery: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # Ctrl-C, or SIGTERM/SIGHUP passed on to Snakemake (proc.Interrupted): 128 + signal
         print("refinery: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", 2)
     except SystemExit as exc:
         # argparse's exits (--help, --version, usage errors) as return values, so callers
         # in this process (the demo, tests) get the code too

@@ -384,11 +384,12 @@ def execute(plan: RunPlan) -> int:
         for round_ in range(1 + REQUEUE_ROUNDS):
             before = requeue.load(settings.paths.requeue)
             try:
-                # in refinery's process group: Ctrl-C (or a signal to the group) reaches
-                # Snakemake and its jobs as it does a plain `snakemake`; refinery then waits
-                # for it to clean up
+                # in a process group of its own, under a supervisor: SIGINT, SIGTERM or
+                # SIGHUP to refinery (Ctrl-C, or a kill of this pid alone) is passed on to
+                # Snakemake and its jobs once, as SIGINT, and refinery waits for them to
+                # clean up; if refinery dies, even by SIGKILL, the supervisor does the same
                 rc = progress.run_workflow(
-                    smk, env, settings, verbose=args.verbose, new_session=False,
+                    smk, env, settings, verbose=args.verbose, forward_signals=True,
                     interrupt_grace=INTERRUPT_GRACE, pass_fds=[lock.fileno()],
                 )
             except CommandError as exc:

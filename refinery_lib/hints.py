@@ -511,19 +511,27 @@ def _search(entry: CatalogEntry, pattern_indexes: list[int], line: str) -> re.Ma
 
 
 def _chunks_of_file(path: Path) -> Iterator[str]:
-    """Blocks of whole lines (split on b"\\n" only, so line numbers agree with `sed -n`)."""
+    """Blocks of whole lines (split on b"\\n" only, so line numbers agree with `sed -n`).
+    Memory stays O(CHUNK_BYTES): of a line longer than that only its first CHUNK_BYTES are
+    kept (a line is matched on its first MAX_LINE characters anyway)."""
     with path.open("rb") as fh:
         rest = b""
+        long_line = False
         while True:
             block = fh.read(CHUNK_BYTES)
             if not block:
                 if rest:
                     yield rest.decode("utf-8", errors="replace")
                 return
+            if long_line:  # the rest of an over-long line is skipped, up to its end
+                end = block.find(b"\n")
+                if end < 0:
+                    continue
+                block, long_line = block[end:], False
             block = rest + block
             cut = block.rfind(b"\n")
             if cut < 0:
-                rest = block
+                rest, long_line = block[:CHUNK_BYTES], len(block) > CHUNK_BYTES
                 continue
             rest = block[cut + 1 :]
             yield block[: cut + 1].decode("utf-8", errors="replace")
@@ -747,8 +755,8 @@ def _log_windows(path: Path) -> list[str]:
     with path.open("rb") as fh:
         size = fh.seek(0, 2)
         fh.seek(0)
-        if size <= 2 * ERROR_WINDOW:
-            return [fh.read().decode("utf-8", errors="replace")]
+        if size <= 2 * ERROR_WINDOW:  # read no more than that, even if the log grows now
+            return [fh.read(size).decode("utf-8", errors="replace")]
         head = fh.read(ERROR_WINDOW)
         fh.seek(size - ERROR_WINDOW)
         tail = fh.read(ERROR_WINDOW)

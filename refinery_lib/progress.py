@@ -596,14 +596,15 @@ def run_workflow(
     **proc_kwargs: Any,
 ) -> int:
     """Run the Snakemake command `argv`, showing progress instead of its output; returns its
-    exit status. `proc_kwargs` go to proc.run (new_session, interrupt_grace, pass_fds...).
+    exit status. `proc_kwargs` go to proc.run (forward_signals, interrupt_grace, pass_fds...).
 
     With `verbose` (or a dry run, whose job list is its output) Snakemake writes to the
     terminal as it is. Otherwise its output goes to results/logs/snakemake-<run id>.log,
     a watcher thread shows the progress on `stream` (live on a terminal, `tty` None asks
     the stream, else plain lines), and a failure that left no manifest of this run prints
-    Snakemake's first error line and the log's path. Ctrl-C stops the display and is
-    raised again once proc.run has let Snakemake stop.
+    Snakemake's first error line and the log's path. Ctrl-C (or, with forward_signals, a
+    SIGINT, SIGTERM or SIGHUP to this process) stops the display and is raised again, as a
+    KeyboardInterrupt, once proc.run has let Snakemake stop.
     """
     from . import proc
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from .archives import sdist_newest_mtime, unpack_sdist
 from .errors import ArchiveError, BuildError, SdistUnpackError
 from .files import file_mode
+from .logcap import lines_of
 
 #: zip cannot store times before 1980
 _ZIP_EPOCH = 315532800
@@ -88,15 +89,16 @@ def normalize_wheel(wheel: Path, epoch: int) -> None:
 _PINNED = re.compile(r"^\s+- ([A-Za-z0-9._-]+)==([^\s;]+)\s*$")
 
 
-def installed_build_deps(log_text: str) -> dict[str, str]:
+def installed_build_deps(log: Path | str) -> dict[str, str]:
     """Build dependencies of the isolated environment, from `build`'s own report in the log.
 
     `python -m build` prints "* Installed build dependency versions:" followed by
-    "  - name==version" lines, once per environment it sets up.
+    "  - name==version" lines, once per environment it sets up. `log` is the log file (read
+    line by line, `logcap.lines_of`: never whole) or its text.
     """
     deps: dict[str, str] = {}
     in_block = False
-    for line in log_text.splitlines():
+    for line in lines_of(log):
         if line.startswith("* Installed build dependency versions"):
             in_block = True
             continue

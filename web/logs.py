@@ -236,19 +236,30 @@ def sse(data: str, event: str = "", event_id: int | None = None) -> str:
 class Tailer:
     """Reads the lines appended to the log `locate()` returns, from `offset`, one poll at a time.
 
-    `locate` is asked again on every poll, so a rebuild that replaces the file (a new inode,
-    or the file got shorter) is followed too: a `reset` event tells the page to clear. Each
-    poll opens the located name safely (`open_log`) and reads from the descriptor it holds for
-    that inode, never by name. `poll` does blocking file I/O; the stream runs it in a thread.
+    `locate` is asked again on every poll that has caught up with what was there, so a rebuild
+    that replaces the file (a new inode, or the file got shorter) is followed too: a `reset`
+    event tells the page to clear. Each such poll opens the located name safely (`open_log`)
+    and reads from the descriptor it holds for that inode, never by name. `poll` does blocking
+    file I/O; the stream runs it in a thread.
+
+    A poll reads at most CHUNK bytes of the log and sends at most about CHUNK bytes of events
+    (`budget`): a watcher following a 200 MB log from its start costs O(CHUNK) memory, and
+    the stream polls again at once while there is more (`more`).
     """
 
     def __init__(self, locate: Callable[[], LogFile | None], offset: int = 0,
-                 max_line: int = 8192):
-        self.locate, self.offset, self.max_line = locate, offset, max_line
+                 max_line: int = 8192, budget: int = CHUNK):
+        self.locate, self.offset, self.max_line, self.budget = locate, offset, max_line, budget
         self.consumed = offset  # file offset of the first byte of `buf`
         self.buf = b""
         self.current: tuple[int, int] | None = None
         self.fh: BinaryIO | None = None
+        self.size = 0  # the log's size when last looked at
+
+    @property
+    def more(self) -> bool:
+        """Whether the log held more than was read when it was last looked at."""
+        return self.fh is not None and self.size > self.offset
 
     def _follow(self) -> tuple[BinaryIO, os.stat_result, str] | None:
         """The descriptor to read (the one held, or the log that replaced it) and its stat."""
@@ -265,31 +276,41 @@ class Tailer:
         return self.fh, st, log.path.name
 
     def poll(self) -> list[str]:
-        """Server-sent events (id = byte offset after the line) for what is new since last time."""
-        followed = self._follow()
-        if followed is None:
-            return []
-        fh, st, name = followed
+        """Server-sent events (id = byte offset after the line) for what is new since last
+        time, at most CHUNK bytes of the log's worth."""
         out = []
-        ident = (st.st_dev, st.st_ino)
-        if (self.current is not None and ident != self.current) or st.st_size < self.offset:
-            self.offset = self.consumed = 0
-            self.buf = b""
-            out.append(sse(name, "reset", 0))
-        self.current = ident
-        while st.st_size > self.offset:
-            chunk = os.pread(fh.fileno(), min(st.st_size - self.offset, 1024 * 1024), self.offset)
-            if not chunk:
-                break
-            self.offset += len(chunk)
-            *lines, self.buf = (self.buf + chunk).split(b"\n")
-            if len(self.buf) > self.max_line:  # a runaway line without a newline: send it
-                lines.append(self.buf)
-                self.consumed -= 1  # it has no newline to count
+        if not self.more:  # caught up: look for the log again (a rebuild may have replaced it)
+            followed = self._follow()
+            if followed is None:
+                return []
+            _, st, name = followed
+            ident = (st.st_dev, st.st_ino)
+            if (self.current is not None and ident != self.current) or st.st_size < self.offset:
+                self.offset = self.consumed = 0
                 self.buf = b""
-            for line in lines:
-                self.consumed += len(line) + 1
-                out.append(sse(line.decode("utf-8", errors="replace"), "", self.consumed))
+                out.append(sse(name, "reset", 0))
+            self.current, self.size = ident, st.st_size
+        if self.fh is None or self.size <= self.offset:
+            return out
+        chunk = os.pread(self.fh.fileno(), min(self.size - self.offset, CHUNK), self.offset)
+        if not chunk:  # shorter than it was: the next poll looks again
+            self.size = self.offset
+            return out
+        data, start, sent = self.buf + chunk, 0, 0
+        while (end := data.find(b"\n", start)) >= 0:
+            if sent >= self.budget:  # enough for one poll: the rest is read again next time
+                self.offset, self.buf = self.consumed, b""
+                return out
+            self.consumed += end - start + 1
+            out.append(sse(data[start:end].decode("utf-8", errors="replace"), "", self.consumed))
+            sent += len(out[-1])
+            start = end + 1
+        self.offset += len(chunk)
+        self.buf = data[start:]
+        if len(self.buf) > self.max_line:  # a runaway line without a newline: send it
+            self.consumed += len(self.buf)
+            out.append(sse(self.buf.decode("utf-8", errors="replace"), "", self.consumed))
+            self.buf = b""
         return out
 
     def close(self) -> None:
@@ -313,6 +334,8 @@ async def stream(
             if events:
                 last_data = last_beat = now
                 yield "".join(events)
+                continue
+            if tailer.more:  # a poll that sent nothing but has not caught up yet
                 continue
             if now - last_data >= idle_timeout:
                 yield sse("no new lines; reload to follow again", "idle")

@@ -122,7 +122,7 @@ def run_cross_build(
     argv += ["--outdir", str(work / "dist"), str(src)]
     res = _build(argv, env, work, log_path, timeout, pid_file)
     if own and res.returncode == build_in_env.UNMET_EXIT:
-        lacking = shared_unmet(log_path.read_text("utf-8", "replace"))
+        lacking = shared_unmet(log_path)
         if lacking:
             install(python, env_python, lacking, pip_env, log_path)
             res = _build(argv, env, work, log_path, timeout, pid_file)

@@ -94,12 +94,14 @@ def test_command_output_is_redacted_in_its_log(tmp_path, monkeypatch):
 
 def test_command_log_ends_even_if_a_child_keeps_the_pipe(tmp_path):
     """A daemon that escaped the group keeps stdout open; the step still ends: run returns
-    while that daemon (which holds the log's pipe) is still alive."""
+    while that daemon (which holds the log's pipe) is still alive. Uncontained (a command in
+    the caller's group, or where `contain.py` cannot run): a contained command's daemon is
+    killed when it ends (tests/unit/test_proc.py)."""
     log = tmp_path / "l.log"
     pid_file = tmp_path / "daemon.pid"
     script = f"echo started; (setsid sh -c 'echo $$ > {pid_file}; exec sleep 300' &); " \
              f"while [ ! -s {pid_file} ]; do :; done; echo parent-done"
-    res = proc.run(["sh", "-c", script], log_path=log)
+    res = proc.run(["sh", "-c", script], log_path=log, contain=False)
     pid = int(pid_file.read_text())
     try:
         os.kill(pid, 0)  # still running: run did not wait for the pipe to close

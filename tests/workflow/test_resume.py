@@ -23,6 +23,7 @@ import pytest
 
 from refinery_lib.history import History
 from tests.conftest import run_refinery
+from tests.fixtures.processes import kill_all, live_processes
 from tests.fixtures.projects import make_wheel
 from tests.workflow.test_scheduling import make_index, make_wheelhouse, refinery_args
 
@@ -72,18 +73,7 @@ def manifest_entries(out: Path) -> dict[str, tuple]:
 
 def stray_processes(root: Path) -> dict[int, str]:
     """Processes still working in `root` (cwd or command line under it): orphans of a kill."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if str(root) in cwd or str(root) in cmd:
-            found[int(entry.name)] = f"cwd={cwd} cmd={cmd[:200]}"
-    return found
+    return live_processes(roots=(root,))
 
 
 def run_processes(root: Path) -> dict[int, str]:
@@ -93,11 +83,7 @@ def run_processes(root: Path) -> dict[int, str]:
 
 
 def kill_strays(root: Path) -> None:
-    for pid in stray_processes(root):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_all(stray_processes(root))
 
 
 @pytest.fixture
