@@ -398,6 +398,7 @@ def settle_output(settings: Settings, collected: Collected) -> None:
     package that did not land: its dependents' entries name it."""
     output = settings.paths.output
     landed = {e.wheel for e in collected.entries if e.status in LANDED and e.wheel}
+    _withdraw_unlisted(settings.paths.manifest, output, landed)
     for e in collected.entries:
         if e.status in (Status.BUILT, Status.CACHED, Status.FETCHED) and e.wheel:
             _restore(e, output, (settings.paths.wheels, settings.paths.downloads))
@@ -433,6 +434,33 @@ def settle_output(settings: Settings, collected: Collected) -> None:
             len(kept),
             ", ".join(kept),
         )
+
+
+def _withdraw_unlisted(manifest_path: Path, output: Path, landed: set[str]) -> None:
+    """Wheels the last run's manifest placed in `output` that this run's does not land (its
+    build now failed, a newer version replaced it) leave the output, so that the folder says
+    what the manifest says. Only a file the refinery wrote and nobody changed since (its
+    sha256 is the one that manifest recorded) is removed; caches and the input keep theirs."""
+    from .wheels import sha256_file
+
+    try:
+        before = read_json(manifest_path).get("entries", [])
+    except (OSError, ValueError, AttributeError):
+        return
+    for e in before:
+        wheel, digest = e.get("wheel"), e.get("sha256")
+        if not (isinstance(wheel, str) and isinstance(digest, str) and digest) or wheel in landed:
+            continue
+        if e.get("status") not in {str(s) for s in LANDED}:
+            continue
+        try:
+            path = inside(output, wheel)
+            if path.is_file() and not path.is_symlink() and sha256_file(path) == digest:
+                path.unlink()
+                log.warning("%s left the output: this run's manifest does not land %s %s",
+                            wheel, e.get("name", "?"), e.get("version", "?"))
+        except (UnsafeNameError, OSError) as exc:
+            log.warning("not removing %s from the output: %s", wheel, exc)
 
 
 def _restore(entry: Outcome, output: Path, caches: tuple[Path, ...]) -> None:

@@ -34,7 +34,7 @@ from .buildenv import (
     shared_unmet,
 )
 from .cross.attempt import cross_recipe, run_cross_build, target_libraries_for, tools_for
-from .errors import BuildError, CommandError, IndexAccessError
+from .errors import BuildError, CommandError, IndexAccessError, SdistUnpackError
 from .files import inside, place_wheel, read_json, write_json
 from .hints import (
     REASON_SEP,
@@ -108,6 +108,37 @@ def sdist_for(node: PlanNode, settings: Settings) -> Path:
         raise BuildError(f"cannot fetch the sdist of {node.name} {node.version}: {exc}") from exc
 
 
+def verified_sdist(node: PlanNode, settings: Settings, path: Path, sha256: str) -> Path:
+    """The sdist a build is about to use, checked against its sha256 first (the index's, else
+    the one its fetch recorded): a cached file changed since (a bad disk, a stray edit, a
+    half-copied cache) is fetched again instead of built. A fetch that still does not match
+    is a BuildError naming both digests."""
+    want = (node.source or {}).get("sha256") or sha256
+    try:
+        got = sha256_file(path)
+    except OSError:
+        got = "missing"
+    if got == want:
+        return path
+    log.warning("the cached sdist %s does not match its sha256 (%s, expected %s): fetching it "
+                "again", path, got, want)
+    path.unlink(missing_ok=True)
+    fresh = sdist_for(node, settings)
+    got = sha256_file(fresh)
+    if got != want:
+        raise BuildError(f"the sdist of {node.name} {node.version} does not match its sha256 "
+                         f"(got {got}, expected {want}); not building it")
+    return fresh
+
+
+def check_sdist_unchanged(sdist: Path, sha256: str) -> None:
+    """Before an attempt uses the sdist again: it must still be the file that was checked."""
+    got = sha256_file(sdist)
+    if got != sha256:
+        raise BuildError(f"the sdist {sdist.name} changed during the build (sha256 {got}, "
+                         f"expected {sha256}); run again to fetch it anew")
+
+
 @dataclass
 class AttemptResult:
     number: int
@@ -129,6 +160,8 @@ class AttemptResult:
     # requirements a try of this attempt lacked in its build environment (set aside, retried)
     missing: list[str] = field(default_factory=list)
     builder: str = ""
+    #: no other attempt can succeed (the sdist itself cannot be unpacked): stop here
+    fatal: bool = False
 
 
 @dataclass
@@ -150,6 +183,8 @@ class _Run:
     #: what a cross attempt records: zig version and target, glibc floor, target image
     cross_meta: dict[str, Any] = field(default_factory=dict)
     repair_meta: dict[str, Any] = field(default_factory=dict)
+    #: sha256 of each sdist this run builds, taken at its first attempt
+    sdist_sha: dict[Path, str] = field(default_factory=dict)
 
     def event(self, version: str, status: Status, detail: str, **meta: Any) -> None:
         self.events.append(new_event(self.node.name, version, status, detail, **meta))
@@ -198,7 +233,7 @@ def _attempt_all(run: _Run, version: str, sdist: Path, first_number: int = 1) ->
         variant = variant_for_attempt(order, step)
         builder = run.builder
         result = _attempt(run, version, sdist, number, variant, recipe if i == 1 else Recipe())
-        if result.ok:
+        if result.ok or result.fatal:
             return result
         if run.builder is builder:
             step += 1
@@ -246,6 +281,8 @@ def _attempt(
     (shared, then offline, then online; `tried` are the earlier tries), and only the last try
     counts: for the attempt budget, variant statistics and requeue."""
     settings, node = run.settings, run.node
+    # every attempt builds the file that was checked: one changed since stops the build
+    check_sdist_unchanged(sdist, run.sdist_sha.setdefault(sdist, sha256_file(sdist)))
     paths = settings.paths
     variant = settings.variants[variant_name]
     key = f"{node.key.rsplit('-', 1)[0]}-{version}"
@@ -301,10 +338,11 @@ def _attempt(
         if wheel is not None:
             normalize_wheel(wheel, epoch)
             result.wheel = wheel
-            result.build_deps = installed_build_deps(log_path.read_text(errors="replace"))
+            result.build_deps = installed_build_deps(log_path)  # streamed, line by line
             result.source_date_epoch = epoch
             result.ok = True
     except (CommandError, BuildError) as exc:
+        result.fatal = isinstance(exc, SdistUnpackError)
         result.exit_code = getattr(exc, "returncode", result.exit_code)
         error = str(exc) if isinstance(exc, BuildError) else ""
         with open(log_path, "a", encoding="utf-8") as fh:
@@ -312,9 +350,9 @@ def _attempt(
     result.duration = time.time() - started
     missing = []
     if not result.ok and shared is not None and result.exit_code == build_in_env.UNMET_EXIT:
-        missing = shared_unmet(log_path.read_text("utf-8", "replace"))
+        missing = shared_unmet(log_path)
     elif not result.ok and offline is not None:
-        missing = offline_miss(log_path.read_text("utf-8", "replace"))
+        missing = offline_miss(log_path)
     if missing:
         _set_try_aside(run, result, missing, recipes_before)
         return _attempt(run, version, sdist, number, variant_name, recipe, (*tried, result))

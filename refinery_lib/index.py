@@ -33,7 +33,7 @@ from packaging.version import InvalidVersion, Version
 
 from .archives import METADATA_MAX_BYTES, read_capped
 from .errors import ArchiveError, IndexAccessError, IndexUnreachableError, UnsafeNameError
-from .files import file_mode
+from .files import atomic_write_text, file_mode
 from .models import DistFile
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,9 @@ class _KeepFamilyRedirect(urllib.request.HTTPRedirectHandler):
                                 != urllib.parse.urlsplit(req.full_url).hostname):
             new.remove_header("Authorization")
         return new
+#: where the sha256 of each downloaded file is kept, inside the downloads folder (pip's
+#: find-links reads only distribution file names there)
+SHA_FOLDER = ".sha256"
 _SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")
 _TIMEOUT = 60
 #: a request that met a refused connection, a timeout or a 429/5xx is tried this many times,
@@ -295,11 +298,20 @@ class SimpleIndex:
             raise IndexAccessError(f"cannot read {url}: HTTP {exc.code}") from exc
 
     def download(self, dist: DistFile, folder: Path) -> Path:
-        """Download `dist` into `folder` once; the sha256 (when the index gives it) is verified."""
+        """Download `dist` into `folder` once; the sha256 (when the index gives it) is verified.
+
+        A cached file is used again only if it still has its sha256: the index's, else the one
+        recorded when it was downloaded (in `folder/.sha256/`); otherwise it is downloaded
+        again (it was damaged, or nothing says what it should be)."""
         folder.mkdir(parents=True, exist_ok=True)
         dest = folder / safe_filename(dist.filename)
-        if dest.exists() and (not dist.sha256 or _sha256(dest) == dist.sha256):
+        sidecar = folder / SHA_FOLDER / dest.name
+        known = dist.sha256 or _read_small(sidecar)
+        if dest.exists() and known and _sha256(dest) == known:
             return dest
+        if dest.exists():
+            log.warning("%s in the cache does not match its sha256 %s: downloading it again",
+                        dest, known or "(unknown)")
         digest = hashlib.sha256()
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-")
         os.fchmod(fd, file_mode())  # cache files are copied to the output, modes and all
@@ -319,10 +331,21 @@ class SimpleIndex:
                     f"got {digest.hexdigest()}"
                 )
             os.replace(tmp, dest)
+            atomic_write_text(sidecar, digest.hexdigest() + "\n")
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return dest
+
+
+def _read_small(path: Path) -> str:
+    """A recorded digest (64 hex digits), or "" when there is none or it is not one."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            text = fh.read(100).strip()
+    except OSError:
+        return ""
+    return text if re.fullmatch(r"[0-9a-f]{64}", text) else ""
 
 
 def _sha256(path: Path) -> str:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import requeue
-from .build import build_package, sdist_for
+from .build import build_package, sdist_for, verified_sdist
 from .buildenv import Planned, first_isolated_pins, warm_build_env
 from .collect import fetch_wheels, reuse_wheels
 from .errors import BuildError, RefineryError
@@ -227,7 +227,13 @@ def run_build(
     node = _node(settings, key)
     failure = settings.paths.failures / f"{key}.json"
     failure.unlink(missing_ok=True)
-    sdist = Path(read_json(sdist_record)["path"])
+    fetched = read_json(sdist_record)
+    try:
+        sdist = verified_sdist(node, settings, Path(fetched["path"]), fetched["sha256"])
+    except BuildError as exc:
+        _record_failure(failure, node, str(exc))
+        log.error("%s", exc)
+        raise
     warm = read_json(buildenv_record) if buildenv_record and buildenv_record.exists() else None
     try:
         outcome = build_package(node, sdist, settings, warm)

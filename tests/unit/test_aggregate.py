@@ -262,3 +262,27 @@ def test_wheel_of_a_former_build_only_node_lands_again(tmp_path):
     m = aggregate(s, run_id="run-back")
     assert [e["status"] for e in m["entries"]] == ["built"] and m["closure"]["ok"] is True
     assert (s.paths.output / tool.name).read_bytes() == tool.read_bytes()
+
+
+def test_wheels_the_last_manifest_landed_leave_the_output_when_this_run_does_not(tmp_path):
+    """The output says what the manifest says: a wheel the last run placed whose package now
+    failed (or was replaced) is removed, but only while it is the file the refinery wrote;
+    a file the user changed, or put there, stays."""
+    from refinery_lib.aggregate import _withdraw_unlisted
+
+    out = tmp_path / "out"
+    ours = make_wheel(out, "gone", "1.0", "cp311-cp311-manylinux2014_s390x")
+    kept = make_wheel(out, "kept", "1.0")
+    edited = make_wheel(out, "edited", "1.0")
+    users = make_wheel(out, "users", "1.0")
+    entries = [{"name": p.name.split("-")[0], "version": "1.0", "status": status,
+                "wheel": p.name, "sha256": sha256_file(p)}
+               for p, status in ((ours, "built"), (kept, "reused"), (edited, "fetched"))]
+    write_json(out / "manifest.json", {"entries": entries})
+    edited.write_bytes(edited.read_bytes() + b"\0")
+    _withdraw_unlisted(out / "manifest.json", out, {kept.name})
+    assert sorted(p.name for p in out.glob("*.whl")) == sorted([kept.name, edited.name,
+                                                                users.name])
+    (out / "manifest.json").write_text("{garbage")  # a damaged manifest withdraws nothing
+    _withdraw_unlisted(out / "manifest.json", out, set())
+    assert len(list(out.glob("*.whl"))) == 3

@@ -62,7 +62,42 @@ def test_download_verifies_sha256_and_caches(tmp_path):
     assert path.stat().st_mtime_ns == mtime
     with pytest.raises(IndexAccessError, match="sha256 mismatch"):
         idx.download(DistFile("bar-1.0.tar.gz", src.as_uri(), "0" * 64), dl)
-    assert sorted(p.name for p in dl.iterdir()) == ["foo-1.0.tar.gz"]  # no partial file left
+    # no partial file left (the hidden folder holds the recorded digests)
+    assert sorted(p.name for p in dl.iterdir()) == [".sha256", "foo-1.0.tar.gz"]
+
+
+@pytest.mark.parametrize("index_gives_sha", [True, False])
+def test_a_damaged_cached_download_is_downloaded_again(tmp_path, index_gives_sha):
+    """A cached file changed since its download is never handed out again: checked against
+    the index's sha256, or the one recorded at download when the index gives none."""
+    src = tmp_path / "files" / "foo-1.0.tar.gz"
+    src.parent.mkdir()
+    src.write_bytes(b"payload")
+    good = hashlib.sha256(b"payload").hexdigest()
+    dist = DistFile("foo-1.0.tar.gz", src.as_uri(), good if index_gives_sha else "")
+    idx = SimpleIndex("file:///nonexistent")
+    dl = tmp_path / "dl"
+    path = idx.download(dist, dl)
+    assert (dl / ".sha256" / "foo-1.0.tar.gz").read_text().strip() == good
+    path.write_bytes(b"paYload")  # same size, one byte changed
+    assert idx.download(dist, dl).read_bytes() == b"payload"
+
+
+def test_a_cached_file_with_no_known_digest_is_downloaded_again(tmp_path):
+    """Left by an older version, with no recorded digest and none from the index: nothing
+    says it is intact, so it is fetched again (once: then its digest is recorded)."""
+    src = tmp_path / "files" / "foo-1.0.tar.gz"
+    src.parent.mkdir()
+    src.write_bytes(b"payload")
+    dl = tmp_path / "dl"
+    dl.mkdir()
+    (dl / "foo-1.0.tar.gz").write_bytes(b"stale")
+    dist = DistFile("foo-1.0.tar.gz", src.as_uri(), "")
+    idx = SimpleIndex("file:///nonexistent")
+    assert idx.download(dist, dl).read_bytes() == b"payload"
+    mtime = (dl / "foo-1.0.tar.gz").stat().st_mtime_ns
+    idx.download(dist, dl)
+    assert (dl / "foo-1.0.tar.gz").stat().st_mtime_ns == mtime
 
 
 def test_project_files_across_indexes_first_wins(tmp_path):

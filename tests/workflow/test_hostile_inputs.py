@@ -118,7 +118,7 @@ def test_hostile_inputs_are_refused_and_the_good_wheel_lands(
     res = run_refinery(
         ["--input", str(inp), "--output", str(tmp_path / "out"), "--cache",
          str(tmp_path / "cache"), "--python", PY, "--platform-tag", "native", "--index-url",
-         hostile_index, "--jobs", "2", "--max-attempts", "1"],
+         hostile_index, "--jobs", "2", "--max-attempts", "3"],
         env=isolated_pip_env,
     )
     assert res.returncode == 1, res.stdout + res.stderr
@@ -152,6 +152,11 @@ def test_hostile_inputs_are_refused_and_the_good_wheel_lands(
     assert "cannot unpack sdist tarbomb-1.0.tar.gz: expands more than 200 times" in bomb["detail"]
     assert "decompression bomb" in bomb["detail"]
     assert not list(out.glob("tarcorrupt-*.whl")) and not list(out.glob("tarbomb-*.whl"))
+    # an sdist that cannot be unpacked is fatal: one attempt, not the whole budget
+    logs = tmp_path / "cache" / "logs"
+    assert [p.name for p in logs.glob("tarcorrupt-*attempt*.log")] == [
+        "tarcorrupt-1.0-attempt1-isolated.log"]
+    assert len(list(logs.glob("tarbomb-*attempt*.log"))) == 1
 
     # a good sdist unpacks member by member and builds
     assert entries["tarok"]["status"] == "built", entries["tarok"]

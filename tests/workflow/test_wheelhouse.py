@@ -161,3 +161,28 @@ def test_damaged_state_files_are_named_set_aside_and_made_again(tmp_path, index_
     import sqlite3
 
     assert sqlite3.connect(db).execute("PRAGMA quick_check").fetchone() == ("ok",)
+
+
+def test_a_damaged_cached_sdist_is_fetched_again_not_built(tmp_path, index_url,
+                                                             isolated_pip_env):
+    """A cached sdist changed in place after its download (same size, a few bytes) is checked
+    against its sha256 before the build uses it, fetched again, and built: the output wheel is
+    byte for byte the first run's. Before, the damaged file was built as it was."""
+    make_wheel(tmp_path / "in", "cfast", "1.0", FOREIGN)
+    first = run_refinery(_args(tmp_path, index_url), env=isolated_pip_env)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    out = tmp_path / "out"
+    entry = json.loads((out / "manifest.json").read_text())["entries"][0]
+    cached = tmp_path / "cache" / "downloads" / "cfast-1.0.tar.gz"
+    intact = cached.read_bytes()
+    with open(cached, "r+b") as fh:
+        fh.seek(len(intact) // 2)
+        fh.write(b"\0" * 64)
+    again = run_refinery(_args(tmp_path, index_url, "--rebuild", "cfast"), env=isolated_pip_env)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert cached.read_bytes() == intact
+    logs = "".join(p.read_text() for p in (tmp_path / "cache").rglob("build_wheel/*.log"))
+    assert f"the cached sdist {cached} does not match its sha256" in logs
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["entries"][0]["status"] == "built"
+    assert hashlib.sha256((out / entry["wheel"]).read_bytes()).hexdigest() == entry["sha256"]
