@@ -53,3 +53,34 @@ def test_rules_are_thin():
     for script in (REPO / "scripts").glob("*.py"):
         body = [ln for ln in script.read_text().splitlines() if ln.strip()]
         assert len(body) <= 15, f"{script.name} holds logic: move it to refinery_lib"
+
+
+#: conda-forge's names of distributions whose PyPI name differs
+CONDA_NAMES = {"pyyaml": "pyyaml", "build": "python-build"}
+
+
+def test_the_build_env_provides_what_the_build_step_imports():
+    """`--sdm conda` runs scripts/build_wheel.py in envs/build.yaml's environment: every
+    third-party distribution its imports load (refinery_lib.steps and all it pulls in) must be
+    there. It lacked pyyaml, so the build step could not even start under conda."""
+    import json
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, json, importlib.metadata as md\n"
+        "before = set(sys.modules)\n"
+        "import refinery_lib.steps\n"
+        "dists = md.packages_distributions()\n"
+        "tops = {m.split('.')[0] for m in set(sys.modules) - before}\n"
+        "print(json.dumps(sorted({d for t in tops if t not in sys.stdlib_module_names\n"
+        "                         for d in dists.get(t, ())})))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=REPO)
+    needed = {d.lower() for d in json.loads(res.stdout)} - {"s390x-wheel-refinery"}
+    assert needed >= {"packaging", "pyyaml"}, needed
+    env = yaml.safe_load((REPO / "envs" / "build.yaml").read_text())
+    provided = {dep.split(" =")[0] for dep in env["dependencies"]}
+    missing = sorted(CONDA_NAMES.get(d, d) for d in needed if CONDA_NAMES.get(d, d) not in provided)
+    assert not missing, f"envs/build.yaml lacks {missing}"
