@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import platform
 import shutil
 import subprocess
 import sys
@@ -37,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from refinery_lib.platform_tags import host_arch  # noqa: E402
 from tests.fixtures.projects import make_wheel, write_project, write_simple_index  # noqa: E402
 
 KINDS = ("pure", "abi3", "foreign")
@@ -44,11 +44,6 @@ PY_TAG = f"cp{sys.version_info[0]}{sys.version_info[1]}"
 #: where setuptools wheels for isolated builds may already be on this machine, newest first
 TOOL_DIRS = (REPO / "tests" / ".cache", Path("/opt/pypi/files"))
 TOOLS_CACHE = Path.home() / ".cache" / "refinery-bench"
-
-
-def host_arch() -> str:
-    machine = platform.machine().lower()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
 
 
 def foreign_arch(arch: str) -> str:
@@ -82,17 +77,21 @@ def _payload(name: str, version: str, i: int) -> dict[str, bytes]:
 
 
 def make_sdist(dest: Path, name: str, version: str, *, c_ext: bool = False,
-               build_sleep: float = 0.0) -> Path:
+               build_sleep: float = 0.0, prelude: str = "") -> Path:
     """A real sdist of a tiny setuptools project (the fixtures' project), written with tarfile.
 
     `python -m build --sdist` takes about a second per project; writing the archive directly
     (the project's files plus PKG-INFO) takes a millisecond and builds the same wheel.
+    `prelude` is Python code put at the top of its setup.py (what the build does besides).
     """
     dest.mkdir(parents=True, exist_ok=True)
     dist = f"{name.replace('-', '_')}-{version}"
     out = dest / f"{dist}.tar.gz"
     with tempfile.TemporaryDirectory() as tmp:
         proj = write_project(Path(tmp), name, version, c_ext=c_ext, build_sleep=build_sleep)
+        if prelude:
+            setup = proj / "setup.py"
+            setup.write_text(prelude + setup.read_text())
         pkg_info = textwrap.dedent(
             f"""\
             Metadata-Version: 2.1
