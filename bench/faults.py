@@ -340,8 +340,8 @@ class Matrix:
             problems.extend(f"exit 0 over a wrong output: {m}" for m in wrong)
 
     def one_line(self, run: Run, words: str, problems: list[str]) -> None:
-        """The run stopped with a line naming the cause."""
-        if not any(words in ln for ln in run.stderr.splitlines()):
+        """The run stopped with a line naming the cause (a message, or its summary's row)."""
+        if not any(words in ln for ln in run.text.splitlines()):
             problems.append(f"no line says {words!r}: " + " | ".join(run.lines()[-4:])[:400])
 
     def noisy_log(self, case: Case, problems: list[str]) -> float:
