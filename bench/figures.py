@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 import sys
 import traceback
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from common import (
     refinery_argv,
     timed,
 )
+
+from refinery_lib.history import AttemptTiming, ReadOnlyHistory
 
 #: no refinery run of the benchmark may take longer than this (seconds)
 RUN_TIMEOUT = 1800.0
@@ -478,12 +479,6 @@ def _list_schedule(durations: list[float], machines: int) -> float:
     return max(free)
 
 
-def _attempts(history: Path, run_id: str) -> list[tuple[str, float, float]]:
+def _attempts(history: Path, run_id: str) -> list[AttemptTiming]:
     """(package, end, duration) of every build attempt of one run."""
-    con = sqlite3.connect(history)
-    try:
-        return [(p, ts, d) for p, ts, d in con.execute(
-            "SELECT package, ts, json_extract(metadata, '$.duration') FROM events"
-            " WHERE run_id = ? AND status = 'attempt'", (run_id,))]
-    finally:
-        con.close()
+    return ReadOnlyHistory(history).attempt_timings(run_id)

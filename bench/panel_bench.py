@@ -3,12 +3,13 @@
     python bench/panel_bench.py DB [--events 1000000] [--requests 200] [--seconds 40]
     python bench/panel_bench.py DB --clients 16 [--seconds 60]      # concurrent mode
 
-Writes DB (a real SQLite file with the events and runs tables, and their indexes, exactly as
-`refinery_lib.history.SCHEMA` declares them) with synthetic events, starts `refinery serve` on
-127.0.0.1, and measures a bounded, closed load loop (one client, keep-alive, one request at a
-time: latency, not throughput) per path: at most `--requests` requests or `--seconds` seconds,
-after two warm-up requests. `/healthz` (no database, no template) is the floor: what any request
-to this server costs. Prints one JSON object with p50/p95/max per path.
+Writes DB (a real SQLite file with the events and runs tables, and their indexes, of the
+schema's current version, through `History.bulk_load`) with synthetic events, starts `refinery
+serve` on 127.0.0.1, and measures a bounded, closed load loop (one client, keep-alive, one
+request at a time: latency, not throughput) per path: at most `--requests` requests or
+`--seconds` seconds, after two warm-up requests. `/healthz` (no database, no template) is the
+floor: what any request to this server costs. Prints one JSON object with p50/p95/max per
+path.
 
 Concurrent mode (`--clients N`, figure 7c): N clients at once, each a keep-alive connection
 in a thread of its own, each going round every GET page and API of the panel (`GET_PATHS`,
@@ -28,7 +29,6 @@ import json
 import os
 import random
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from refinery_lib.history import SCHEMA
+from refinery_lib.history import History
 
 #: share of each status among the events (attempts and outcomes of real runs are like this)
 STATUS_MIX = {
@@ -59,13 +59,6 @@ SKIP_SUFFIXES = ("/stream", "/raw")
 SKIP_PATHS = ("/package/",)
 
 
-def _statements(schema: str) -> tuple[list[str], list[str]]:
-    """Tables first, indexes after the bulk insert (faster), both as the schema says."""
-    stmts = [s.strip() for s in schema.split(";") if s.strip()]
-    return ([s for s in stmts if not s.upper().startswith("CREATE INDEX")],
-            [s for s in stmts if s.upper().startswith("CREATE INDEX")])
-
-
 def _metadata(status: str, duration: float, variant: str, attempt: int, ok: bool,
               rss: float) -> str:
     """An event's metadata as `History.record` writes it (json.dumps, sorted keys)."""
@@ -85,22 +78,12 @@ def _metadata(status: str, duration: float, variant: str, attempt: int, ok: bool
 def generate(db: Path, events: int, packages: int = 5000, runs: int = 2000,
              days: float = 120.0, seed: int = 7) -> float:
     """`events` synthetic events over `packages` packages and `runs` runs; returns seconds.
-    The random columns are drawn with numpy at once, the rows inserted with one executemany
-    in one transaction, the indexes made after (a million events: about 20 s)."""
+    The random columns are drawn with numpy at once, the rows written by `History.bulk_load`
+    (one transaction, the indexes made after: a million events, about 20 s)."""
     import numpy as np
 
     started = time.perf_counter()
-    db.parent.mkdir(parents=True, exist_ok=True)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
     rng = np.random.default_rng(seed)
-    tables, indexes = _statements(SCHEMA)
-    con = sqlite3.connect(db)
-    con.execute("PRAGMA journal_mode=OFF")
-    con.execute("PRAGMA synchronous=OFF")
-    con.execute("PRAGMA cache_size=-262144")  # 256 MiB: the index builds stay in memory
-    for s in tables:
-        con.execute(s)
     now = time.time()
     statuses = list(STATUS_MIX)
     weights = np.array(list(STATUS_MIX.values()))
@@ -127,21 +110,9 @@ def generate(db: Path, events: int, packages: int = 5000, runs: int = 2000,
                    failing if name in ("failed", "attempt") else "",
                    _metadata(name, duration, VARIANTS[variant], attempt, ok, rss))
 
-    with con:
-        con.executemany(
-            "INSERT INTO events (uid, run_id, ts, package, version, python_tag, platform_tag,"
-            " status, detail, metadata) VALUES (?,?,?,?,?,?,?,?,?,?)", rows())
-        con.executemany(
-            "INSERT INTO runs (run_id, started, finished, python_tag, platform_tag, summary)"
-            " VALUES (?,?,?,?,?,?)",
-            ((f"run-{r:05d}", now - days * 86400 * (1 - r / runs), None, "cp311",
-              "manylinux2014_s390x", "{}") for r in range(runs)))
-    for s in indexes:
-        con.execute(s)
-    con.execute("ANALYZE")
-    con.commit()
-    con.execute("PRAGMA journal_mode=WAL")  # as History leaves it
-    con.close()
+    # rows in History.EVENT_COLUMNS and RUN_COLUMNS order
+    History.bulk_load(db, rows(), ((f"run-{r:05d}", now - days * 86400 * (1 - r / runs), None,
+                                    "cp311", "manylinux2014_s390x", "{}") for r in range(runs)))
     return time.perf_counter() - started
 
 

@@ -11,7 +11,6 @@ import sys
 import tempfile
 import textwrap
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +21,11 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from . import proc
 from .errors import CommandError, RefineryError, UnsafeNameError
 from .files import inside, place_wheel, read_json, write_json, write_tree
-from .hints import REASON_SEP
+from .hints import REASON_SEP, last_lines
 from .history import History
 from .models import BAD_STATUSES, Action, Outcome, PlanNode, Status
 from .provenance import provenance
+from .run_id import current_run_id
 from .safe_env import printable, redact_data
 from .settings import Settings
 
@@ -308,8 +308,7 @@ def closure_check(
         try:
             proc.run(argv, env=env)
         except CommandError as exc:
-            lines = [ln for ln in exc.output.splitlines() if ln.strip()]
-            detail = " ".join(lines[-4:])[:1000] or str(exc)
+            detail = last_lines(exc.output, 4, 1000) or str(exc)
             return {"ok": False, "checked": len(reqs), "detail": detail, "method": "pip"}
     return {
         "ok": True,
@@ -322,7 +321,7 @@ def closure_check(
 def aggregate(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
     """Write manifest, index and history for whatever the workflow has produced so far."""
     started = time.time()
-    run_id = run_id or os.environ.get("REFINERY_RUN_ID") or _new_run_id()
+    run_id = run_id or current_run_id()
     collected = collect(settings)
     plan, entries = collected.plan, collected.entries
     target = settings.target
@@ -512,10 +511,6 @@ def output_mismatch(manifest_path: Path, output: Path) -> str | None:
         return None
     return (f"the output does not match its manifest ({'; '.join(bad[:3])}"
             + (f" and {len(bad) - 3} more" if len(bad) > 3 else "") + "): placing it again")
-
-
-def _new_run_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
 #: the summary table's width when it cannot ask the terminal (COLUMNS is asked first)

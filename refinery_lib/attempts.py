@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .history import ReadOnlyHistory
 
 
 @dataclass(frozen=True)
@@ -47,21 +48,12 @@ def variant_stats(history_db: Path, package: str) -> dict[str, tuple[int, int]]:
     """Per variant: (successful attempts, attempts) of one package, from the history."""
     if not history_db.exists():
         return {}
-    con = sqlite3.connect(f"file:{history_db}?mode=ro", uri=True, timeout=30)
     try:
-        rows = con.execute(
-            "SELECT metadata FROM events WHERE package=? AND status='attempt'", (package,)
-        ).fetchall()
+        attempts = ReadOnlyHistory(history_db, timeout=30).attempt_metadata(package)
     except sqlite3.Error:
         return {}
-    finally:
-        con.close()
     stats: dict[str, list[int]] = {}
-    for (raw,) in rows:
-        try:
-            meta = json.loads(raw)
-        except json.JSONDecodeError:
-            continue
+    for meta in attempts:
         variant = meta.get("variant")
         if not variant or meta.get("dependency_missing") or meta.get("system_missing") \
                 or meta.get("cross_specific"):

@@ -5,6 +5,7 @@ The local builder runs here; `python -m build` does the building and auditwheel 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -68,20 +69,77 @@ log = logging.getLogger(__name__)
 OWN_FLAGS_BACKENDS = ("mesonpy", "scikit_build_core", "maturin", "cmeel", "py_build_cmake")
 
 
-def build_key(name: str, settings: Settings, sdist_sha: str) -> str:
-    """What makes two builds the same: sdist, target, variants, recipes and overrides."""
-    blob = json.dumps(
-        {
-            "sdist": sdist_sha,
-            "python": settings.target.python,
-            "platform": settings.target.platform_tag,
-            "variants": {k: repr(v) for k, v in settings.variants.items()},
-            "binary_build_deps": settings.binary_build_deps,
-            "override": settings.overrides.get(name, {}),
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+@dataclass(frozen=True)
+class BuildIdentity:
+    """Everything that makes two builds of a package the same, in one place: the cache key of
+    a built wheel (`key`, in its record's name) and the params of the build rule (`params`:
+    a change reruns that package's job) are both made from it, so a setting that changes a
+    build changes both. Not hashable (the override is a dict); compare with ==."""
+
+    #: which package, from which sdist (name and version are the record's `node.key` too)
+    name: str
+    version: str
+    sdist: str
+    sdist_sha256: str
+    #: the target
+    python: str
+    platform: str
+    #: who compiles, and in which image (the container's, or the cross builder's target
+    #: image; "" for the local builder)
+    builder: str
+    image: str
+    #: every configured variant, (name, repr) in the config's order, and the order tried
+    variants: tuple[tuple[str, str], ...]
+    variant_order: tuple[str, ...]
+    binary_build_deps: bool
+    #: the package's override (version pin, variants, config_settings, recipe...)
+    override: dict[str, Any]
+
+    @classmethod
+    def of(cls, settings: Settings, name: str, version: str, sdist: str = "",
+           sdist_sha256: str = "") -> BuildIdentity:
+        c = settings.container
+        image = (c.image or c.preset) if c is not None and settings.builder != "local" else ""
+        return cls(
+            name=name,
+            version=version,
+            sdist=sdist,
+            sdist_sha256=sdist_sha256,
+            python=settings.target.python,
+            platform=settings.target.platform_tag,
+            builder=str(settings.builder),
+            image=image,
+            variants=tuple((k, repr(v)) for k, v in settings.variants.items()),
+            variant_order=tuple(settings.variant_order),
+            binary_build_deps=settings.binary_build_deps,
+            override=settings.overrides.get(name, {}),
+        )
+
+    def key(self) -> str:
+        """The cache key of the wheel built this way: 16 hex digits of a sha256 over every
+        field but the name, version and sdist file name (the record's file name starts with
+        the node's key, name and version; the sdist's sha256 stands for the file). Fields
+        added since the first keys (builder, image, variant order) are hashed only when not
+        at their defaults (local, "", the variants' own order), so those keys stay valid."""
+        fields = self.params()
+        hashed = ("python", "platform", "variants", "binary_build_deps", "override")
+        blob = {"sdist": fields["sdist_sha256"]} | {k: fields[k] for k in hashed}
+        added = {"builder": BuilderKind.LOCAL, "image": "",
+                 "variant_order": list(fields["variants"])}
+        blob |= {k: fields[k] for k, default in added.items() if fields[k] != default}
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+
+    def params(self) -> dict[str, Any]:
+        """Every field, as the build rule's params (plain JSON values)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return fields | {"variants": dict(self.variants), "variant_order": list(self.variant_order)}
+
+
+def build_key(node: PlanNode, settings: Settings, sdist_sha: str) -> str:
+    """The cache key of `node` built from the sdist with sha256 `sdist_sha` (BuildIdentity)."""
+    src = node.source or {}
+    return BuildIdentity.of(settings, node.name, node.version, src.get("filename", ""),
+                            sdist_sha).key()
 
 
 def fetch_sdist(node: PlanNode, settings: Settings) -> Path:
@@ -634,7 +692,7 @@ def _cached_outcome(node: PlanNode, sdist: Path, settings: Settings) -> Outcome 
     paths = settings.paths
     sdist_sha = sha256_file(sdist)
     record_path = inside(
-        paths.wheels / ".records", f"{node.key}-{build_key(node.name, settings, sdist_sha)}.json"
+        paths.wheels / ".records", f"{node.key}-{build_key(node, settings, sdist_sha)}.json"
     )
     if not record_path.exists():
         return None
@@ -687,7 +745,7 @@ def _success(run: _Run, result: AttemptResult, version: str, sdist: Path) -> Out
         )
     record = inside(
         settings.paths.wheels / ".records",
-        f"{node.key}-{build_key(node.name, settings, sha256_file(sdist))}.json",
+        f"{node.key}-{build_key(node, settings, sha256_file(sdist))}.json",
     )
     write_json(
         record,

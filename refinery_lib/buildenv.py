@@ -20,7 +20,6 @@ twice; a set only one build needs is made by that build, offline.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -42,6 +41,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from . import proc
 from .attempts import order_variants, variant_stats
 from .errors import BuildError, CommandError, InvalidWheelError
+from .files import exclusive
 from .interpreter import check_local_target, interpreter_for
 from .logcap import iter_lines, lines_of, texts_of
 from .pep517.build_in_env import LACKS, distributions, site_packages
@@ -541,8 +541,7 @@ def _share_envs(
     root.mkdir(parents=True, exist_ok=True)
     made: list[dict[str, Any]] = []
     # two runs on one cache (snakemake --nolock) must not make or remove the same folder
-    with open(root / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive(root / ".lock"):
         for key, group in groups.items():
             first = group[0]
             if len(group) < 2 and ready_env(root / key[:16], key) is None:

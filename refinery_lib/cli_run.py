@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from .cli_options import (
 )
 from .errors import ConfigError, RefineryError
 from .prechecks import RunPaths, check_paths, check_target
+from .run_id import RUN_ID_ENV, new_run_id
 from .settings import Settings
 
 RESULTS = "results"
@@ -268,16 +267,13 @@ def lock_cache(workdir: Path) -> IO[str]:
     inherits it (pass_fds), so while it is free no Snakemake works in this folder and a lock of
     Snakemake's there is stale. Returns the open file: keep it open for the whole run.
     """
-    import fcntl
+    from .files import lock_file
 
-    fh = open(workdir / ".refinery.lock", "a+")  # noqa: SIM115 - held for the whole run
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.close()
+    fh = lock_file(workdir / ".refinery.lock", wait=False)
+    if fh is None:
         raise RefineryError(
             f"another refinery run is using {workdir.parent}; wait for it to finish or stop it"
-        ) from None
+        )
     return fh
 
 
@@ -371,9 +367,7 @@ def execute(plan: RunPlan) -> int:
         if settings.container is not None and not args.dry_run:
             _prepare_image(settings)
         env = dict(os.environ)
-        env["REFINERY_RUN_ID"] = (
-            time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
-        )
+        env[RUN_ID_ENV] = new_run_id()
         env["REFINERY_SUMMARY_BY_CLI"] = "1"
         for note in forget_stale_records(settings):
             print(f"refinery: {note}", file=sys.stderr)
@@ -415,7 +409,7 @@ def execute(plan: RunPlan) -> int:
     manifest = read_json(manifest_path)
     manifest["path"] = str(manifest_path)
     print(summary_table(manifest))
-    if rc != 0 and manifest.get("run_id") != env["REFINERY_RUN_ID"]:
+    if rc != 0 and manifest.get("run_id") != env[RUN_ID_ENV]:
         print(
             f"refinery: snakemake exited {rc} before this run's manifest was written; the "
             "table above is from an earlier run; see the errors above",

@@ -32,13 +32,15 @@ import time
 import traceback
 import zipfile
 
+try:  # on the host, a module of the package
+    from .platform_tags import host_arch, split_platform
+except ImportError:  # a script in a builder container: platform_tags.py is mounted beside it
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from platform_tags import host_arch, split_platform
+
 MARK = "== [refinery]"
 SMOKE_MARK = "REFINERY-SMOKE "
 _PKG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._:=~*-]*$")
-_MANYLINUX_ALIASES = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
-_MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)$")
-_MUSLLINUX = re.compile(r"^musllinux_(\d+)_(\d+)$")
-_ARCHES = ("x86_64", "i686", "aarch64", "ppc64le", "ppc64", "s390x", "armv7l", "riscv64")
 
 
 class StageError(Exception):
@@ -85,25 +87,6 @@ def _quote(arg: str) -> str:
 
 
 # --- platform tags -------------------------------------------------------------------------
-
-
-def split_platform(tag: str):
-    """('manylinux', (2, 17), 's390x') for manylinux2014_s390x; libc family None for linux_*."""
-    for arch in _ARCHES:
-        if tag.endswith("_" + arch):
-            base = tag[: -len(arch) - 1]
-            break
-    else:
-        return None, None, None
-    if base in _MANYLINUX_ALIASES:
-        return "manylinux", _MANYLINUX_ALIASES[base], arch
-    m = _MANYLINUX.match(base)
-    if m:
-        return "manylinux", (int(m.group(1)), int(m.group(2))), arch
-    m = _MUSLLINUX.match(base)
-    if m:
-        return "musllinux", (int(m.group(1)), int(m.group(2))), arch
-    return None, None, arch
 
 
 def wheel_platforms(wheel_name: str):
@@ -393,7 +376,7 @@ def repair(req: dict, wheel: str, work: str) -> dict:
 
     # auditwheel offers this machine's policies by name; for another arch's wheel (a cross
     # build) `auto` takes the most compatible policy the wheel meets, checked below as always
-    plat = requested if arch == platform.machine() else "auto"
+    plat = requested if arch == host_arch() else "auto"
     say(f"stage repair: auditwheel repair --plat {plat}")
     out_dir = os.path.join(work, "repaired")
     shutil.rmtree(out_dir, ignore_errors=True)

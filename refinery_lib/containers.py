@@ -1,22 +1,21 @@
 """Container builders: presets, image preparation, the engine command line, one build attempt.
 
 The host side of a container build. Each attempt runs in a fresh container (`--rm`) from a
-preset's image (or `--container-image`); `container_build.py`, mounted read-only, does the work
-inside it with the container's own Python and writes a JSON result into the per-build work
-dir, which is the only host folder the container can write. Foreign architectures (s390x on
+preset's image (or `--container-image`); `container_build.py`, mounted read-only with
+`platform_tags.py` (the one module it shares with the host), does the work inside it with the
+container's own Python and writes a JSON result into the per-build work dir, which is the
+only host folder the container can write. Foreign architectures (s390x on
 an x86_64 host) run under qemu-user through binfmt_misc.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import math
 import os
-import platform
 import re
 import shutil
 import threading
@@ -30,18 +29,23 @@ from typing import Any
 from . import proc, safe_env
 from .config import workflow_dir
 from .errors import BuildError, CommandError, ConfigError
+from .files import lock_file
 from .hints import first_error_line
+from .platform_tags import glibc_of, host_arch, machine
 
 log = logging.getLogger(__name__)
 
 BOOTSTRAP_SCRIPT = workflow_dir() / "containers" / "debian" / "bootstrap.sh"
 BUILD_SCRIPT = Path(__file__).resolve().parent / "container_build.py"
+#: the one stdlib module container_build.py imports from the refinery (mounted beside it)
+TAGS_SCRIPT = BUILD_SCRIPT.with_name("platform_tags.py")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 DEFAULT_IMAGE_CACHE = Path(os.environ.get("REFINERY_IMAGE_CACHE", "/var/cache/refinery-images"))
 
 # Where things appear inside the container.
 C_WORK = "/work"
 C_SCRIPT = "/refinery/container_build.py"
+C_TAGS = "/refinery/platform_tags.py"
 C_SRC = "/refinery/src"
 C_LINKS = "/refinery/links"
 C_CA = "/refinery/ca-bundle.crt"
@@ -181,14 +185,9 @@ class PolicyNotMetError(BuildError):
 # --- names ---------------------------------------------------------------------------------
 
 
-def host_machine() -> str:
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine(), platform.machine())
-
-
 def _arch(arch: str) -> tuple[str, str, tuple[int, str, int]]:
-    machine = {"amd64": "x86_64", "arm64": "aarch64", "ppc64el": "ppc64le"}.get(arch, arch)
     try:
-        return ARCHES[machine]
+        return ARCHES[machine(arch)]
     except KeyError:
         raise ConfigError(f"unsupported container arch {arch!r} ({', '.join(ARCHES)})") from None
 
@@ -221,16 +220,6 @@ def get_preset(preset: str | Preset | None) -> Preset | None:
         ) from None
 
 
-def platform_glibc(tag: str) -> tuple[int, int] | None:
-    """(2, 17) for manylinux2014_s390x / manylinux_2_17_s390x; None for anything else."""
-    aliases = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
-    for alias, glibc in aliases.items():
-        if tag.startswith(alias + "_"):
-            return glibc
-    m = re.match(r"^manylinux_(\d+)_(\d+)_", tag)
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
 def policy_suggestion(requested: str, arch: str, achieved: str | None = None) -> str:
     """Which preset (or public base) guarantees the requested manylinux policy.
 
@@ -238,7 +227,7 @@ def policy_suggestion(requested: str, arch: str, achieved: str | None = None) ->
     pick newer symbol versions. (A newer base may still meet it when the code uses no newer
     symbols; auditwheel show decides that per wheel.)
     """
-    glibc = platform_glibc(requested)
+    glibc = glibc_of(requested)
     if glibc is None:
         return ""
     need = "glibc <= {}.{}".format(*glibc)
@@ -399,13 +388,11 @@ def bootstrap_image(
 def _image_lock(cache_dir: Path, ref: str) -> Iterator[None]:
     """One bootstrap per image at a time, across parallel build jobs."""
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        lock = open(cache_dir / (re.sub(r"[^\w.-]", "_", ref) + ".lock"), "w")  # noqa: SIM115
+        lock = lock_file(cache_dir / (re.sub(r"[^\w.-]", "_", ref) + ".lock"))
     except OSError:
         yield  # an unwritable cache still allows using an existing image
         return
     with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 
@@ -449,19 +436,19 @@ def _follow(path: Path, progress: Callable[[str], None] | None) -> Iterator[None
 
 def check_emulation(arch: str) -> None:
     """A foreign arch needs a registered, enabled qemu-user binfmt handler."""
-    machine = {"amd64": "x86_64", "arm64": "aarch64", "ppc64el": "ppc64le"}.get(arch, arch)
-    if machine == host_machine():
+    name = machine(arch)
+    if name == host_arch():
         return
-    handler = Path("/proc/sys/fs/binfmt_misc") / f"qemu-{machine}"
+    handler = Path("/proc/sys/fs/binfmt_misc") / f"qemu-{name}"
     try:
         enabled = handler.read_text().splitlines()[0].strip() == "enabled"
     except (OSError, IndexError):
         enabled = False
     if not enabled:
         raise BuildError(
-            f"building for {machine} on this {host_machine()} host needs qemu-user: "
+            f"building for {name} on this {host_arch()} host needs qemu-user: "
             "apt-get install qemu-user-static binfmt-support; mount -t binfmt_misc binfmt_misc "
-            f"/proc/sys/fs/binfmt_misc; update-binfmts --enable qemu-{machine} "
+            f"/proc/sys/fs/binfmt_misc; update-binfmts --enable qemu-{name} "
             "(.ci/install.d/20-containers.sh does all of it)"
         )
 
@@ -640,6 +627,7 @@ def _attempt_env(
     mounts = [
         Mount(work_dir, C_WORK, read_only=False),
         Mount(BUILD_SCRIPT, C_SCRIPT),
+        Mount(TAGS_SCRIPT, C_TAGS),
         *mounts,
     ]
     if ca_bundle is not None and Path(ca_bundle).is_file():

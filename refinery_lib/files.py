@@ -1,4 +1,5 @@
-"""Small file helpers: atomic writes and copies, JSON records, folder confinement."""
+"""Small file helpers: atomic writes and copies, JSON records, folder confinement, the lock
+between processes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .errors import UnsafeNameError
 
@@ -25,14 +26,39 @@ def inside(folder: Path, name: str) -> Path:
     return target
 
 
-@contextlib.contextmanager
-def exclusive(lock_path: Path) -> Iterator[None]:
-    """An exclusive flock on `lock_path` (made with its folder) across processes, for work
-    done once per key (a marker inside says it is done)."""
+def lock_file(lock_path: Path, *, wait: bool = True) -> IO[str] | None:
+    """`lock_path` (made with its folder) opened and locked with an exclusive flock, the one
+    lock of the refinery between processes: the kernel drops it when the file is closed, or
+    when the last process holding it (a child that inherited it too) ends, even by SIGKILL.
+    wait=False: None at once when another process holds it. Keep the file open while the
+    lock is needed."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    fh = open(lock_path, "a")  # noqa: SIM115 - returned open: the lock lives with it
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        return None
+    except BaseException:
+        fh.close()
+        raise
+    return fh
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path, *, wait: bool = True) -> Iterator[bool]:
+    """An exclusive flock on `lock_path` (see lock_file) for the block, released at its end
+    (also for processes that inherited the file); yields True when held, and False at once
+    when wait=False and another process holds it."""
+    fh = lock_file(lock_path, wait=wait)
+    if fh is None:
+        yield False
+        return
+    with fh:
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @functools.cache

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import yaml
 from packaging.utils import canonicalize_name
@@ -753,16 +753,32 @@ def _last_meaningful(lines: list[str]) -> str:
 def _log_windows(path: Path) -> list[str]:
     """The head and the tail of a log file, in whole lines (one text when it is small)."""
     with path.open("rb") as fh:
-        size = fh.seek(0, 2)
-        fh.seek(0)
-        if size <= 2 * ERROR_WINDOW:  # read no more than that, even if the log grows now
-            return [fh.read(size).decode("utf-8", errors="replace")]
-        head = fh.read(ERROR_WINDOW)
-        fh.seek(size - ERROR_WINDOW)
-        tail = fh.read(ERROR_WINDOW)
+        head, tail = head_and_tail(fh, ERROR_WINDOW)
+    return [part.decode("utf-8", errors="replace") for part in (head, tail)][: 2 if tail else 1]
+
+
+def head_and_tail(fh: BinaryIO, window: int = ERROR_WINDOW) -> tuple[bytes, bytes]:
+    """(head, tail) of an open log: the log whole and b"" when it fits in two windows; else
+    its first and last `window` bytes, cut to whole lines. Never more than 2 * `window`
+    bytes are read, even if the log grows meanwhile."""
+    size = fh.seek(0, 2)
+    fh.seek(0)
+    if size <= 2 * window:
+        return fh.read(size), b""
+    head = fh.read(window)
+    fh.seek(size - window)
+    tail = fh.read(window)
     head = head[: head.rfind(b"\n") + 1] or head
     tail = tail[tail.find(b"\n") + 1 :] or tail
-    return [head.decode("utf-8", errors="replace"), tail.decode("utf-8", errors="replace")]
+    return head, tail
+
+
+def last_lines(output: str, count: int = 1, limit: int = ERROR_LINE_MAX) -> str:
+    """The last `count` non-blank lines of a command's output, stripped and joined by
+    spaces, cut to `limit` characters: a failed command's reason when it ends its output
+    with it (pip's resolver, an import's traceback). "" for output with no text."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return " ".join(lines[-count:])[:limit]
 
 
 def _continuation(raw: list[str], i: int, clean: str) -> str:

@@ -1,4 +1,8 @@
-"""`refinery serve | queue | worker`: the web panel, the retry queue's length, the worker."""
+"""`refinery serve | queue | worker`: the web panel, the retry queue's length, the worker.
+
+The one module of refinery_lib that imports `web` (tests/unit/test_import_graph.py): `serve`
+builds the panel and hands it the run function; `web` is imported in the commands that need
+it, since the web extra may not be installed."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import cli_run
 from .errors import RefineryError
 from .queue import QUEUE_FILE, RetryQueue
 
@@ -113,7 +118,10 @@ def serve(p: argparse.ArgumentParser, argv: list[str]) -> int:
               "anyone who reaches the port can queue rebuilds", file=sys.stderr)
     print(f"refinery serve: http://{args.host}:{args.port}/ (history {settings.db_path}, "
           f"worker: {settings.worker_mode})", file=sys.stderr)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    # the panel's worker runs the workflow through the run function it is handed: the panel
+    # imports the domain, never this command line
+    app = create_app(settings, run=cli_run.run)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
@@ -155,15 +163,13 @@ def configure_worker(p: argparse.ArgumentParser) -> None:
 
 
 def worker(p: argparse.ArgumentParser, argv: list[str]) -> int:
-    from web.worker import WorkerConfig, drain_and_run
-
     from .cli_options import split_passthrough
-    from .cli_run import run_parser
+    from .retry_worker import WorkerConfig, drain_and_run
 
     args, rest = p.parse_known_args(argv)
     # the run options are checked before the queue is drained: a mistyped one would
     # otherwise set every drained request aside as a run that did not start
-    run_parser().parse_args(split_passthrough(rest)[0])
+    cli_run.run_parser().parse_args(split_passthrough(rest)[0])
     cfg = WorkerConfig(
         input=Path(args.input), output=Path(args.output), cache=Path(args.cache),
         python=args.python, platform_tag=args.platform_tag,
@@ -172,7 +178,7 @@ def worker(p: argparse.ArgumentParser, argv: list[str]) -> int:
         history_db=Path(args.history_db) if args.history_db else None,
         extra_args=tuple(rest),
     )
-    result = drain_and_run(cfg)
+    result = drain_and_run(cfg, cli_run.run)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     elif result.status != "empty":

@@ -29,6 +29,7 @@ from typing import Any, Protocol, TextIO
 from packaging.utils import canonicalize_name
 
 from .hints import first_error_line
+from .run_id import current_run_id
 from .safe_env import printable
 
 log = logging.getLogger(__name__)
@@ -613,7 +614,7 @@ def run_workflow(
         return proc.run(argv, env=env, **kwargs).returncode
     paths = settings.paths
     started = time.time()
-    run_id = env.get("REFINERY_RUN_ID") or time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    run_id = current_run_id(env)
     log_path = snakemake_log_path(paths.results, run_id)
     if tty is None:
         tty = bool(getattr(stream, "isatty", lambda: False)())

@@ -6,15 +6,14 @@ the front of the queue, where they would fail again on every drain. They stay vi
 someone deletes or re-queues them.
 
 Several processes (panel workers, `refinery queue`, the worker service) touch the same file,
-so every change is a read-modify-write under an exclusive `fcntl` lock on a sidecar lock file
-(the data file itself is replaced by rename, which would orphan a lock held on it), and every
-write goes to a temporary file that is renamed over the old one, so readers never see half a
-queue and a crash never leaves a truncated one.
+so every change is a read-modify-write under an exclusive lock (`files.exclusive`) on a
+sidecar lock file (the data file itself is replaced by rename, which would orphan a lock held
+on it), and every write goes to a temporary file that is renamed over the old one, so readers
+never see half a queue and a crash never leaves a truncated one.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -32,6 +31,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import RefineryError
+from .files import exclusive
 
 QUEUE_FILE = "retry_queue.json"
 FORMAT = 1
@@ -375,17 +375,12 @@ class RetryQueue:
     # -- the file ------------------------------------------------------------------------
     @contextmanager
     def _locked(self) -> Iterator[QueueState]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_path, "a") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            try:
-                state = self._read()
-                before = state.to_json()
-                yield state
-                if state.to_json() != before or not self.path.exists():
-                    self._write(state)
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        with exclusive(self.lock_path):
+            state = self._read()
+            before = state.to_json()
+            yield state
+            if state.to_json() != before or not self.path.exists():
+                self._write(state)
 
     def _read(self) -> QueueState:
         try:

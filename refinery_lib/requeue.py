@@ -8,24 +8,11 @@ records X here; the plan checkpoint takes this file as an input, so the next eva
 
 from __future__ import annotations
 
-import fcntl
-from contextlib import contextmanager
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from .files import read_json, write_json
-
-
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+from .files import exclusive, read_json, write_json
 
 
 def load(path: Path) -> dict[str, list[str]]:
@@ -38,7 +25,7 @@ def add(path: Path, parent: str, deps: list[str]) -> bool:
     new = [canonicalize_name(d) for d in deps if canonicalize_name(d) != parent]
     if not new:
         return False
-    with _locked(path):
+    with exclusive(path.with_suffix(".lock")):
         data = load(path)
         known = data.get(parent, [])
         merged = list(dict.fromkeys(known + new))

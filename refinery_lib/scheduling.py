@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import sqlite3
 import statistics
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,15 +18,10 @@ from typing import Literal, get_args
 
 from packaging.utils import canonicalize_name
 
-from .history import BUILD_STATS_SQL
+from .history import ReadOnlyHistory
 
 Mode = Literal["shortest-first", "fifo", "longest-first"]
 MODES: tuple[str, ...] = get_args(Mode)
-
-_STATS_SQL = (
-    "SELECT package, builds, avg_duration, max_duration, peak_rss_mb"  # noqa: S608
-    f" FROM ({BUILD_STATS_SQL})"
-)
 
 
 @dataclass(frozen=True)
@@ -77,15 +71,7 @@ def db_state(path: Path) -> tuple[int, ...] | None:
 @lru_cache(maxsize=8)
 def _load(path: str, state: tuple[int, ...]) -> dict[str, Observed]:
     # read-only: scheduling must neither create nor lock the history of a running workflow
-    con = sqlite3.connect(f"{Path(path).as_uri()}?mode=ro", uri=True, timeout=60)
-    try:
-        rows = con.execute(_STATS_SQL).fetchall()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return {}
-        raise
-    finally:
-        con.close()
+    stats = ReadOnlyHistory(Path(path), timeout=60).build_stats()
     return {
         pkg: Observed(
             int(builds),
@@ -93,7 +79,7 @@ def _load(path: str, state: tuple[int, ...]) -> dict[str, Observed]:
             None if mx is None else float(mx),
             None if rss is None else float(rss),
         )
-        for pkg, builds, avg, mx, rss in rows
+        for pkg, (builds, avg, mx, rss) in stats.items()
     }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from .attempts import AttemptPolicy, Variant
+from .config import defaults, merge
 from .errors import ConfigError
 from .index import SimpleIndex
 from .plan import PlanSettings
@@ -149,18 +150,20 @@ class Settings:
     @classmethod
     def from_config(cls, config: dict[str, Any], base: Path | None = None) -> Settings:
         base = Path(base or Path.cwd())
+        # a key the config leaves out has config/config.yaml's value: the one table of defaults
+        config = merge(defaults(), config)
 
         def resolve(value: str) -> Path:
             p = Path(value).expanduser()
             return p if p.is_absolute() else (base / p)
 
-        cache = resolve(config.get("cache", "cache"))
-        output = resolve(config.get("output", "output"))
+        cache = resolve(config["cache"])
+        output = resolve(config["output"])
         paths = Paths(
-            input=resolve(config.get("input", "input")),
+            input=resolve(config["input"]),
             output=output,
             cache=cache,
-            results=resolve(config.get("results", "results")),
+            results=resolve(config["results"]),
             manifest=resolve(config["manifest"])
             if config.get("manifest")
             else output / "manifest.json",
@@ -168,21 +171,19 @@ class Settings:
             if config.get("history_db")
             else cache / "history.db",
         )
-        tgt = config.get("target", {})
-        strat = config.get("strategy", {})
-        idx = config.get("index", {})
-        builder = config.get("builder", {})
-        build = config.get("build", {})
-        rec = config.get("recipes", {})
+        tgt = config["target"]
+        strat = config["strategy"]
+        idx = config["index"]
+        builder = config["builder"]
+        build = config["build"]
+        rec = config["recipes"]
         variants = {
             name: Variant.from_config(name, data or {})
-            for name, data in (build.get("variants") or {"isolated": {}}).items()
+            for name, data in build["variants"].items()
         }
-        target = Target(
-            str(tgt.get("python", "3.11")), tgt.get("platform_tag", "manylinux2014_s390x")
-        )
+        target = Target(str(tgt["python"]), tgt["platform_tag"])
         has_image = bool(builder.get("preset") or builder.get("image"))
-        kind = resolve_builder(builder.get("kind", "auto"), target, has_image)
+        kind = resolve_builder(builder["kind"], target, has_image)
         container = None
         if kind in (BuilderKind.CONTAINER, BuilderKind.CROSS):
             if kind is BuilderKind.CONTAINER and not has_image:
@@ -190,19 +191,19 @@ class Settings:
             if target.is_native:
                 raise ConfigError(f"the {kind} builder needs a real --platform-tag, not native")
             container = ContainerSettings(
-                engine=builder.get("engine", "podman"),
+                engine=builder["engine"],
                 # the cross builder takes the target's Python from the debian image by default
-                preset=builder.get("preset", "") or ("" if has_image else "debian"),
-                image=builder.get("image", ""),
+                preset=builder["preset"] or ("" if has_image else "debian"),
+                image=builder["image"],
                 cpu=str(builder.get("cpu") or ""),
                 memory=str(builder.get("memory") or ""),
-                network=bool(builder.get("network", True)),
-                image_cache=builder.get("image_cache", ""),
+                network=bool(builder["network"]),
+                image_cache=builder["image_cache"],
             )
         order = tuple(build.get("variant_order") or list(variants))
         unknown = [v for v in order if v not in variants]
         for data in (config.get("overrides") or {}).values():
-            unknown += [v for v in (data or {}).get("variants", []) if v not in variants]
+            unknown += [v for v in (data or {}).get("variants") or () if v not in variants]
         if unknown:
             raise ConfigError(
                 f"unknown build variant(s) {', '.join(unknown)}; known: " + ", ".join(variants)
@@ -211,45 +212,45 @@ class Settings:
         if kind is BuilderKind.CROSS:
             overrides = {**cross_overrides(), **overrides}
         no_binary = tuple(
-            n if n == ":all:" else canonicalize_name(n) for n in strat.get("no_binary", [])
+            n if n == ":all:" else canonicalize_name(n) for n in strat["no_binary"]
         )
         plan = PlanSettings(
-            upgrade_strategy=strat.get("upgrade", "pinned"),
-            fallback_latest=bool(strat.get("fallback_latest", False)),
-            expansion_depth=int(strat.get("expansion_depth", 2)),
+            upgrade_strategy=strat["upgrade"],
+            fallback_latest=bool(strat["fallback_latest"]),
+            expansion_depth=int(strat["expansion_depth"]),
             no_binary=no_binary,
             extras={canonicalize_name(k): tuple(v) for k, v in (strat.get("extras") or {}).items()},
             pins={k: str(v["version"]) for k, v in overrides.items() if v.get("version")},
-            skip_known_failures=bool(strat.get("skip_known_failures", False)),
+            skip_known_failures=bool(strat["skip_known_failures"]),
         )
         return cls(
             paths=paths,
             target=target,
             plan=plan,
-            index_url=idx.get("url", "https://pypi.org/simple"),
-            extra_index_urls=tuple(idx.get("extra_urls", [])),
-            trusted_hosts=tuple(idx.get("trusted_hosts", [])),
+            index_url=idx["url"],
+            extra_index_urls=tuple(idx["extra_urls"]),
+            trusted_hosts=tuple(idx["trusted_hosts"]),
             builder=kind,
             container=container,
             attempts=AttemptPolicy(
-                max_attempts=int(build.get("max_attempts", 3)),
-                timeout=float(build.get("attempt_timeout", 3600)),
-                backoff_base=float(build.get("backoff_base", 5)),
-                backoff_max=float(build.get("backoff_max", 300)),
+                max_attempts=int(build["max_attempts"]),
+                timeout=float(build["attempt_timeout"]),
+                backoff_base=float(build["backoff_base"]),
+                backoff_max=float(build["backoff_max"]),
             ),
             variants=variants,
             variant_order=order,
-            binary_build_deps=bool(build.get("binary_build_deps", True)),
-            shared_build_env=bool(build.get("shared_build_env", True)),
+            binary_build_deps=bool(build["binary_build_deps"]),
+            shared_build_env=bool(build["shared_build_env"]),
             pass_env=_pass_env(build.get("pass_env") or ()),
             recipes=RecipePolicy(
-                enabled=bool(rec.get("enabled", True)),
-                allow_system=bool(rec.get("allow_system", False)),
-                dry_run=bool(rec.get("dry_run", False)),
-                auto_apply=bool(rec.get("auto_apply_suggestions", False)),
+                enabled=bool(rec["enabled"]),
+                allow_system=bool(rec["allow_system"]),
+                dry_run=bool(rec["dry_run"]),
+                auto_apply=bool(rec["auto_apply_suggestions"]),
             ),
             overrides=overrides,
-            closure_check=bool(config.get("closure_check", True)),
+            closure_check=bool(config["closure_check"]),
         )
 
     def index(self) -> SimpleIndex:

@@ -14,6 +14,7 @@ from packaging.utils import parse_wheel_filename
 
 from . import archives, container_build, proc
 from .errors import ArchiveError, CommandError
+from .hints import last_lines
 from .safe_env import build_base_env
 from .settings import Settings
 from .targets import host_arch
@@ -80,8 +81,7 @@ def smoke_import(
             out = proc.run([sys.executable, "-I", "-c", code], env=env, cwd=Path(tmp))
             result.update(ok=True, arch=out.output.strip(), package=str(name))
         except CommandError as exc:
-            lines = [ln for ln in exc.output.splitlines() if ln.strip()]
-            result.update(ok=False, detail=" ".join(lines[-3:])[:500])
+            result.update(ok=False, detail=last_lines(exc.output, 3, 500))
         except ArchiveError as exc:
             result.update(ok=False, detail=f"the built wheel is unsafe to unpack: {exc}")
     return result

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import platform as _platform
 import re
 import sys
 from dataclasses import dataclass
@@ -14,30 +13,16 @@ from packaging.markers import default_environment
 from packaging.version import InvalidVersion, Version
 
 from .errors import ConfigError
+from .platform_tags import KNOWN_ARCHES, MANYLINUX_ALIASES, glibc_of, host_arch
 
-#: The CPU architectures a Linux platform tag (manylinux, musllinux, linux_*) may name: the
-#: ones the manylinux and musllinux policies cover. The one table of them: a tag naming another
-#: arch (`manylinux2014_s390`) is a typo that would otherwise plan a run no wheel can match.
-KNOWN_ARCHES = (
-    "x86_64",
-    "i686",
-    "aarch64",
-    "armv7l",
-    "ppc64le",
-    "ppc64",
-    "s390x",
-    "riscv64",
-    "loongarch64",
-)
 PLATFORM_TAG_FORMS = (
     "native, linux_ARCH, manylinux2014_ARCH, manylinux_X_Y_ARCH or musllinux_X_Y_ARCH"
 )
-_MANYLINUX_LEGACY = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 # manylinux exists from these glibc versions per architecture (PEP 599/600)
 _ARCH_MIN_GLIBC = {"x86_64": 5, "i686": 5}
 _DEFAULT_MIN_GLIBC = 17
 _PLATFORM_RE = re.compile(
-    r"^(?:(?P<legacy>manylinux1|manylinux2010|manylinux2014)_(?P<larch>\w+)"
+    rf"^(?:(?P<legacy>{'|'.join(MANYLINUX_ALIASES)})_(?P<larch>\w+)"
     r"|manylinux_(?P<major>\d+)_(?P<minor>\d+)_(?P<march>\w+)"
     r"|musllinux_(?P<mmaj>\d+)_(?P<mmin>\d+)_(?P<musarch>\w+)"
     r"|linux_(?P<linarch>\w+))$"
@@ -93,11 +78,6 @@ def _arch_of(m: re.Match[str]) -> str:
     return m.group(_arch_group(m))
 
 
-def host_arch() -> str:
-    machine = _platform.machine().lower()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
-
-
 @dataclass(frozen=True)
 class Target:
     python: str = "3.11"
@@ -144,7 +124,7 @@ class Target:
             major, top = int(g["mmaj"]), int(g["mmin"])
             return tuple(f"musllinux_{major}_{minor}_{arch}" for minor in range(top, -1, -1))
         if g["legacy"]:
-            major, top = _MANYLINUX_LEGACY[g["legacy"]]
+            major, top = MANYLINUX_ALIASES[g["legacy"]]
         else:
             major, top = int(g["major"]), int(g["minor"])
         if major != 2:
@@ -153,7 +133,7 @@ class Target:
         out: list[str] = []
         for minor in range(top, lowest - 1, -1):
             out.append(f"manylinux_2_{minor}_{arch}")
-            for legacy, (_, lminor) in _MANYLINUX_LEGACY.items():
+            for legacy, (_, lminor) in MANYLINUX_ALIASES.items():
                 if lminor == minor and (legacy == "manylinux2014" or arch in _ARCH_MIN_GLIBC):
                     out.append(f"{legacy}_{arch}")
         return tuple(out)
@@ -184,15 +164,7 @@ class Target:
     def glibc(self) -> tuple[int, int] | None:
         """The glibc floor a manylinux tag promises (manylinux2014 -> (2, 17)); None for
         musllinux, linux_* and native."""
-        m = _PLATFORM_RE.match(self.platform_tag)
-        if m is None:
-            return None
-        g = m.groupdict()
-        if g["legacy"]:
-            return _MANYLINUX_LEGACY[g["legacy"]]
-        if g["major"]:
-            return int(g["major"]), int(g["minor"])
-        return None
+        return glibc_of(self.platform_tag)
 
     @property
     def is_linux_policy(self) -> bool:

@@ -141,19 +141,13 @@ def listing_fingerprint(folder: Path) -> str:
 
 
 def build_params(node: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """Only what changes a package's build: so that a change reruns that package alone."""
+    """Only what changes a package's build (`build.BuildIdentity`, which makes the wheel
+    cache's key too): so that a change reruns that package alone."""
+    from .build import BuildIdentity
+
     src = node.get("source") or {}
-    return {
-        "name": node["name"],
-        "version": node["version"],
-        "sdist_sha256": src.get("sha256", ""),
-        "sdist": src.get("filename", ""),
-        "python": settings.target.python,
-        "platform": settings.target.platform_tag,
-        "builder": str(settings.builder),
-        "variants": {n: repr(settings.variants[n]) for n in settings.variant_order},
-        "override": settings.overrides.get(node["name"], {}),
-    }
+    return BuildIdentity.of(settings, node["name"], node["version"], src.get("filename", ""),
+                            src.get("sha256", "")).params()
 
 
 def report_run(settings: Settings, success: bool) -> None:

@@ -1,6 +1,9 @@
 """The panel's FastAPI application: `create_app()` (used by `refinery serve`).
 
 Run it directly with `uvicorn --factory web.app:create_app` (settings from the environment).
+The panel's local worker runs the workflow through the `run` it is given (`refinery serve`
+passes `cli_run.run`; the default is the same function): the panel imports the domain, the
+domain never imports the panel.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from refinery_lib.cli_run import run as refinery_run
 from refinery_lib.history import header_damage, is_damage
 from refinery_lib.queue import QueueError, RequestNotFound
+from refinery_lib.retry_worker import Runner
 
 from . import routes_api, routes_docs, routes_logs, routes_pages, routes_queue
 from .deps import Settings, get_settings, guard_state_change, worker_for
@@ -88,7 +93,9 @@ def unavailable(request: Request, message: str):
                                status_code=503, history_problem=message)
 
 
-def create_app(settings: PanelSettings | None = None) -> FastAPI:
+def create_app(settings: PanelSettings | None = None, run: Runner | None = None) -> FastAPI:
+    """The panel; `run` runs one `refinery run` from its arguments for the local worker
+    (default `refinery_lib.cli_run.run`). ValueError for a WORKER_TOKEN that is too short."""
     settings = settings or PanelSettings.from_env()
     problem = token_problem(settings.token)
     if problem:
@@ -106,6 +113,7 @@ def create_app(settings: PanelSettings | None = None) -> FastAPI:
         dependencies=[Depends(guard_state_change)],
     )
     app.state.settings = settings
+    app.state.run = run if run is not None else refinery_run
     if problem := header_damage(settings.db_path):
         # `refinery serve` refuses to start on it (quick_check); served anyway, every page
         # that needs the history says so

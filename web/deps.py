@@ -54,13 +54,14 @@ def get_catalog(settings: Settings) -> list[dict[str, Any]]:
 
 
 def worker_for(state: Any, settings: PanelSettings):
-    """The app keeps one worker object, so 'running' is known across requests."""
+    """The app keeps one worker object, so 'running' is known across requests. A local one
+    runs the workflow with the run function the app was made with (`state.run`)."""
     worker = getattr(state, "worker", None)
     if worker is None:
         if settings.webhook_url:
             worker = WebhookWorker(settings.webhook_url, settings.token)
         elif settings.worker is not None:
-            worker = LocalWorker(settings.worker)
+            worker = LocalWorker(settings.worker, state.run)
         else:
             worker = NoWorker()
         state.worker = worker

@@ -27,7 +27,7 @@ from urllib.parse import quote, urlencode
 import anyio
 from packaging.version import InvalidVersion, Version
 
-from refinery_lib.hints import ERROR_WINDOW, first_error_line
+from refinery_lib.hints import ERROR_WINDOW, first_error_line, head_and_tail
 
 # CACHE/logs/<key>-attempt<N>-<variant>.log, key = node_key(name, version) (no '-' inside)
 _LOG_RE = re.compile(
@@ -174,21 +174,6 @@ class FirstError:
     text: str
 
 
-def _head_and_tail(fh: BinaryIO, window: int) -> tuple[bytes, bytes]:
-    """The log whole when it fits in two windows; else its first and last `window` bytes,
-    cut to whole lines. Never more than 2 * `window` bytes are read, whatever the size."""
-    size = fh.seek(0, os.SEEK_END)
-    fh.seek(0)
-    if size <= 2 * window:
-        return fh.read(size), b""
-    head = fh.read(window)
-    fh.seek(size - window)
-    tail = fh.read(window)
-    head = head[:head.rfind(b"\n") + 1] or head
-    tail = tail[tail.find(b"\n") + 1:] or tail
-    return head, tail
-
-
 def _line_no_of(text: str, found: str) -> int:
     """Where the line `first_error_line` returned is in `text` (it may have shortened the
     line, or joined the next one to it: its first words are looked for); 0 if not there."""
@@ -209,7 +194,7 @@ def first_error(log: LogFile | None, window: int = ERROR_WINDOW) -> FirstError |
     if fh is None:
         return None
     with fh:
-        head, tail = _head_and_tail(fh, window)
+        head, tail = head_and_tail(fh, window)
     head_text = head.decode("utf-8", errors="replace")
     line = first_error_line(head_text + tail.decode("utf-8", errors="replace"))
     if not line:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from refinery_lib.queue import QUEUE_FILE, RetryQueue
+from refinery_lib.retry_worker import WorkerConfig
 
 from .security import parse_origins
-from .worker import WorkerConfig
 
 
 @dataclass(frozen=True)

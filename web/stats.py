@@ -1,61 +1,31 @@
-"""Aggregations of the history for charts and package pages (pandas over one SQL read)."""
+"""Aggregations of the history for charts and package pages (pandas over one read of it)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from refinery_lib.history import History
+from refinery_lib.history import ChartEvent, History
 
 OUTCOMES = ("reused", "fetched", "built", "cached", "failed", "missing", "skipped", "invalid")
-_COLUMNS = ["ts", "package", "version", "status", "detail", "duration", "variant", "attempt",
-            "success"]
+_COLUMNS = list(ChartEvent._fields)
 
 
 def events_frame(history: History, package: str | None = None, limit: int = 50_000) -> pd.DataFrame:
     """The newest `limit` events with the metadata fields the charts need, as columns."""
-    sql = (
-        "SELECT ts, package, version, status, detail,"
-        " json_extract(metadata,'$.duration') AS duration,"
-        " json_extract(metadata,'$.variant') AS variant,"
-        " json_extract(metadata,'$.attempt') AS attempt,"
-        " json_extract(metadata,'$.success') AS success FROM events"
-    )
-    args: list = []
-    if package:
-        sql += " WHERE package=?"
-        args.append(package)
-    sql += " ORDER BY ts DESC, id DESC LIMIT ?"
-    args.append(limit)
-    with history.connect() as con:
-        rows = con.execute(sql, args).fetchall()
-    df = pd.DataFrame([tuple(r) for r in rows], columns=_COLUMNS)
+    df = pd.DataFrame(history.chart_events(package, limit), columns=_COLUMNS)
     df["duration"] = pd.to_numeric(df["duration"], errors="coerce")
     df["when"] = pd.to_datetime(df["ts"], unit="s", utc=True)
     return df
-
-
-#: per package, the status of its newest outcome event; a package with only attempt (or
-#: system_recipe) events so far has no outcome yet and shows as "pending"
-_PACKAGE_STATUS_SQL = f"""
-SELECT status, COUNT(*) AS n FROM (
-    SELECT package,
-           COALESCE((SELECT o.status FROM events o WHERE o.package = p.package
-                     AND o.status IN ({",".join("?" * len(OUTCOMES))})
-                     ORDER BY o.ts DESC, o.id DESC LIMIT 1), 'pending') AS status
-    FROM (SELECT DISTINCT package FROM events) p
-) GROUP BY status
-"""  # noqa: S608 (placeholders only)
 
 
 def packages_by_status(history: History) -> dict[str, int]:
     """How many packages are in each state now: per package, its newest outcome's status.
 
     Counting events instead would say "5 attempt, 1 built, 2 failed" for two packages: every
-    attempt, rebuild and reuse is an event. These numbers add up to the number of packages.
+    attempt, rebuild and reuse is an event. These numbers add up to the number of packages;
+    a package with only attempt (or system_recipe) events so far is "pending".
     """
-    with history.connect() as con:
-        rows = con.execute(_PACKAGE_STATUS_SQL, OUTCOMES).fetchall()
-    return {r["status"]: r["n"] for r in rows}
+    return history.packages_by_status(OUTCOMES)
 
 
 def outcomes_over_time(df: pd.DataFrame) -> pd.DataFrame:

@@ -2,9 +2,12 @@
 database and computed once however many requests ask for it at the same moment, and a damaged
 database named in one line instead of a traceback.
 
-- Read-only: the panel opens the database with `mode=ro` and never runs the schema, sets no
-  journal mode, moves or deletes nothing. A database without the newest indexes is read
-  without them (slower once per state); the next `refinery run` adds them (History's SCHEMA).
+- Read-only: the panel opens the database with `mode=ro` (`ReadOnlyHistory`) and never runs
+  the schema, sets no journal mode, moves or deletes nothing. It reads the schema's version
+  (`PRAGMA user_version`) once per state: an older database (or one without the newest
+  indexes) is read as it is, slower at most once per state, and the next `refinery run`
+  migrates it; a newer one is read too (schema steps only add), and named in one line in the
+  log, and in the error of a read that fails on it.
 - The state of the history (`history_state`): the database file's inode, mtime, ctime and
   size, the -wal file's mtime and size, and the commit counters SQLite keeps in the database
   header and the -shm file. A run recording events changes it; a reader does not. Every
@@ -35,7 +38,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from refinery_lib.history import SCHEMA, History, damage, header_damage, is_damage
+from refinery_lib.history import (
+    STEPS,
+    EmptyHistory,
+    History,
+    ReadOnlyHistory,
+    SchemaInfo,
+    damage,
+    header_damage,
+    is_damage,
+    newer_message,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -139,6 +152,8 @@ class Store:
         self._flights: dict[tuple[Hashable, Hashable], _Flight] = {}
         #: computations started, per result name (key[0]): for tests and the bench
         self.computed: Counter[str] = Counter()
+        #: the schema version of the database as last read, when newer than this code knows
+        self.newer: int | None = None
 
     # -- the cache ---------------------------------------------------------------------
     def get(self, key: tuple, state: Hashable, compute: Callable[[], T], stale: bool = True) -> T:
@@ -225,14 +240,13 @@ class Store:
         if is_damage(exc):
             self.mark_damaged(fstate, str(exc))
             return HistoryUnavailable(damaged_message(self.path, str(exc)), damaged=True)
+        if self.newer is not None:  # a step this panel does not know may be why
+            return HistoryUnavailable(f"{newer_message(self.path, self.newer)} (reading it "
+                                      f"failed: {exc})", damaged=False)
         return HistoryUnavailable(f"the history database {self.path} could not be read now "
                                   f"({exc}); try again in a moment", damaged=False)
 
     # -- opening -----------------------------------------------------------------------
-    def connect_ro(self) -> sqlite3.Connection:
-        return sqlite3.connect(f"{Path(os.path.abspath(self.path)).as_uri()}?mode=ro", uri=True,
-                               timeout=READ_TIMEOUT, check_same_thread=False)
-
     def open(self) -> History:
         """The history as it is now, for one request: read-only and cached per state, or an
         empty stand-in when there is no database (yet); HistoryUnavailable when damaged."""
@@ -243,29 +257,33 @@ class Store:
         problem = self.problem(fstate)
         if problem is not None:
             raise HistoryUnavailable(damaged_message(self.path, problem), damaged=True)
-        if not self.get(("tables",), state, lambda: self._has_events(fstate), stale=False):
+        schema = self.get(("schema",), state, lambda: self._schema(fstate), stale=False)
+        self._note_version(schema.version)
+        if not schema.has_events:
             # a database before its schema (an empty file, a run creating it)
             return MissingHistory(self.path, store=self, exists=True)
         return PanelHistory(self.path, self, state)
 
-    def _has_events(self, fstate: Hashable) -> bool:
-        """Whether the events table is there: once per state, its first read."""
+    def _schema(self, fstate: Hashable) -> SchemaInfo:
+        """The schema's version and whether the events table is there: once per state, its
+        first read."""
         try:
-            con = self.connect_ro()
-            try:
-                con.execute("SELECT max(id) FROM events").fetchone()
-            finally:
-                con.close()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return False
-            raise self.unavailable(exc, fstate) from exc
+            return ReadOnlyHistory(self.path, READ_TIMEOUT).read_schema()
         except sqlite3.DatabaseError as exc:
             raise self.unavailable(exc, fstate) from exc
-        return True
+
+    def _note_version(self, version: int) -> None:
+        """A database newer than this code is served (steps only add), and said once."""
+        newer = version if version > len(STEPS) else None
+        if newer == self.newer:
+            return
+        self.newer = newer
+        if newer is not None:
+            log.warning("%s; the panel shows what this version of it knows",
+                        newer_message(self.path, newer))
 
 
-class MissingHistory(History):
+class MissingHistory(EmptyHistory):
     """The history before its database exists: every query sees no events.
 
     `History(path)` would create the file (and its folders): started before the first run, or
@@ -278,41 +296,28 @@ class MissingHistory(History):
     exists = False
 
     def __init__(self, path: Path, store: Store | None = None, exists: bool = False):
-        # no mkdir, no file: only the schema, in memory
-        self.path = Path(path)
+        super().__init__(path)  # no mkdir, no file: only the schema, in memory
         self.store = store
         self.exists = exists
         self.state = ("missing", exists)
 
-    @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(":memory:")
-        con.row_factory = sqlite3.Row
-        try:
-            con.executescript(SCHEMA)
-            with con:
-                yield con
-        finally:
-            con.close()
 
-
-class PanelHistory(History):
+class PanelHistory(ReadOnlyHistory):
     """The history at one state, read-only; its queries are cached for that state."""
 
     exists = True
 
     def __init__(self, path: Path, store: Store, state: tuple):  # no mkdir, no schema
-        self.path = Path(path)
+        super().__init__(path, READ_TIMEOUT)
         self.store = store
         self.state = state
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
         try:
-            con = self.store.connect_ro()
+            con = self.open_connection()
         except sqlite3.Error as exc:
             raise self.store.unavailable(exc, self.state[0]) from exc
-        con.row_factory = sqlite3.Row
         try:
             yield con
         except sqlite3.DatabaseError as exc:

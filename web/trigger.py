@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from .worker import Runner, WorkerConfig, WorkerResult, default_runner, drain_and_run
+from refinery_lib.retry_worker import Runner, WorkerConfig, WorkerResult, drain_and_run
 
 log = logging.getLogger("refinery.web.worker")
 
@@ -22,10 +22,11 @@ class WorkerUnavailable(Exception):
 
 @dataclass
 class LocalWorker:
-    """Runs drains one at a time in a daemon thread; builds take minutes, requests must not."""
+    """Runs drains one at a time in a daemon thread; builds take minutes, requests must not.
+    `runner` runs one `refinery run` (the app factory's `run`)."""
 
     config: WorkerConfig
-    runner: Runner = default_runner
+    runner: Runner
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _thread: threading.Thread | None = None
     last: WorkerResult | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections import Counter
 from typing import Any
 
@@ -14,26 +13,6 @@ from refinery_lib.queue import RetryQueue
 from . import catalog, charts, logs, stats
 from .settings import PanelSettings
 from .store import cached
-
-
-def events_with_status(
-    history: History, status: str, limit: int = 10, package: str | None = None
-) -> list[dict[str, Any]]:
-    sql = "SELECT * FROM events WHERE status=?"
-    args: list[Any] = [status]
-    if package:
-        sql += " AND package=?"
-        args.append(package)
-    sql += " ORDER BY ts DESC, id DESC LIMIT ?"
-    args.append(limit)
-    with history.connect() as con:
-        rows = [dict(r) for r in con.execute(sql, args)]
-    for r in rows:
-        try:
-            r["metadata"] = json.loads(r["metadata"] or "{}")
-        except json.JSONDecodeError:
-            r["metadata"] = {}
-    return rows
 
 
 def dashboard(history: History, queue: RetryQueue) -> dict[str, Any]:
@@ -81,7 +60,7 @@ def _dashboard(history: History) -> dict[str, Any]:
     return {
         **status_cards(history),
         "recent": history.recent(25),
-        "failures": events_with_status(history, "failed", 10),
+        "failures": history.events_with_status("failed", 10),
         "top_failures": history.top_failures(10),
         "top_slowest": history.top_slowest(10),
         "charts": charts.history_charts(df),
@@ -192,7 +171,7 @@ def _package_history(history: History, name: str) -> dict[str, Any]:
     return {
         "summary": history.package_summary(name),
         "events": history.recent(200, name),
-        "failures": events_with_status(history, "failed", 5, name),
+        "failures": history.events_with_status("failed", 5, name),
         "variants": stats.variant_history(stats.events_frame(history, name)),
     }
 

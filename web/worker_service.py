@@ -23,10 +23,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 
+from refinery_lib.cli_run import run as refinery_run
+from refinery_lib.retry_worker import Runner, WorkerConfig
+
 from .security import UNSAFE_METHODS, OriginPolicy, RedactTokenQuery, bind_problem, body_kind
 from .security import token_problem as _token_problem
 from .trigger import Autorun, LocalWorker
-from .worker import WorkerConfig
 
 
 def authorized(
@@ -76,9 +78,10 @@ async def lifespan(app: FastAPI):
 
 def create_worker_app(
     config: WorkerConfig | None = None, token: str | None = None, autorun_interval: float = 0.0,
-    insecure_no_token: bool | None = None,
+    insecure_no_token: bool | None = None, run: Runner | None = None,
 ) -> FastAPI:
-    """The service; ValueError for a WORKER_TOKEN shorter than 16 characters."""
+    """The service; `run` runs one `refinery run` from its arguments (default
+    `refinery_lib.cli_run.run`). ValueError for a WORKER_TOKEN shorter than 16 characters."""
     env = os.environ
     token = env.get("WORKER_TOKEN", "") if token is None else token
     problem = _token_problem(token)
@@ -92,7 +95,8 @@ def create_worker_app(
     app = FastAPI(title="s390x Wheel Refinery worker service", version="0.1.0",
                   lifespan=lifespan, dependencies=[Depends(guard_state_change)])
     app.add_middleware(RedactTokenQuery)
-    app.state.worker = LocalWorker(config) if config is not None else None
+    run = run if run is not None else refinery_run
+    app.state.worker = LocalWorker(config, run) if config is not None else None
     app.state.token = token
     app.state.insecure_no_token = insecure_no_token
     app.state.autorun_interval = autorun_interval

@@ -196,6 +196,7 @@ def test_build_in_container_mounts_and_env(tmp_path, sdist, monkeypatch, no_qemu
     assert writable == [f"{tmp_path / 'work'}:/work:rw"]
     assert f"{sdist}:/refinery/src/cfast-1.0.tar.gz:ro" in vols
     assert f"{c.BUILD_SCRIPT}:/refinery/container_build.py:ro" in vols
+    assert f"{c.TAGS_SCRIPT}:/refinery/platform_tags.py:ro" in vols
     assert f"{ca}:/refinery/ca-bundle.crt:ro" in vols
     assert f"{links}:/refinery/links/0:ro" in vols
     envs = flag_values(argv, "--env")
@@ -278,7 +279,7 @@ def test_bad_inputs(tmp_path, sdist, no_qemu_check):
 
 
 def test_emulation_check_explains_setup(monkeypatch):
-    monkeypatch.setattr(c, "host_machine", lambda: "x86_64")
+    monkeypatch.setattr(c, "host_arch", lambda: "x86_64")
     monkeypatch.setattr(c.Path, "read_text", lambda self: (_ for _ in ()).throw(OSError()))
     with pytest.raises(BuildError, match="qemu-user-static"):
         c.check_emulation("s390x")
@@ -300,9 +301,9 @@ def test_presets():
 
 
 def test_policy_suggestions():
-    assert c.platform_glibc("manylinux2014_s390x") == (2, 17)
-    assert c.platform_glibc("manylinux_2_36_s390x") == (2, 36)
-    assert c.platform_glibc("linux_s390x") is None
+    assert c.glibc_of("manylinux2014_s390x") == (2, 17)
+    assert c.glibc_of("manylinux_2_36_s390x") == (2, 36)
+    assert c.glibc_of("linux_s390x") is None
     old = c.policy_suggestion("manylinux2014_s390x", "s390x")
     assert "glibc <= 2.17" in old and "quay.io/pypa/manylinux2014_s390x" in old
     assert "rocky glibc 2.34 -> manylinux_2_34" in old
@@ -451,10 +452,28 @@ def test_python_tag_mismatch_is_explained():
 
 
 def test_container_build_script_is_stdlib_only():
-    source = (REPO / "refinery_lib" / "container_build.py").read_text()
-    imports = set(re.findall(r"^(?:from|import) (\w+)", source, re.MULTILINE))
-    assert imports <= set(sys.stdlib_module_names) | {"__future__"}
-    assert "refinery_lib" not in source.split('"""', 2)[2]
+    """It imports the standard library and platform_tags, which imports the standard library
+    only (both are mounted into the container; nothing else of the refinery is there)."""
+    for name, shared in (("container_build.py", {"platform_tags"}), ("platform_tags.py", set())):
+        source = (REPO / "refinery_lib" / name).read_text()
+        imports = set(re.findall(r"^\s*(?:from|import) (\w+)", source, re.MULTILINE))
+        assert imports <= set(sys.stdlib_module_names) | {"__future__"} | shared, name
+        assert "refinery_lib" not in source.split('"""', 2)[2]
+        relative = set(re.findall(r"^\s*from \.(\w*)", source, re.MULTILINE))
+        assert relative <= shared, name
+
+
+def test_container_build_script_runs_beside_platform_tags_only(tmp_path):
+    """As in a builder container: the two files alone in a folder, run by a Python whose
+    path does not hold the refinery."""
+    for name in ("container_build.py", "platform_tags.py"):
+        shutil.copy(REPO / "refinery_lib" / name, tmp_path / name)
+    script = tmp_path / "container_build.py"
+    probe = (f"import runpy; print(runpy.run_path({str(script)!r})"
+             "['split_platform']('manylinux2014_s390x'))")
+    res = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=60)
+    assert "('manylinux', (2, 17), 's390x')" in res.stdout, res.stderr
 
 
 # --- bootstrap script ----------------------------------------------------------------------
@@ -635,7 +654,7 @@ def test_makefile_targets_match_presets():
 # --- container_build.py run natively on the host (same code path as inside a builder) -------
 
 ARC4RANDOM = "#include <stdlib.h>\nunsigned int cnew_entropy(void) { return arc4random(); }\n"
-NATIVE_GLIBC_236 = c.host_machine() == "x86_64" and cb.version_tuple(
+NATIVE_GLIBC_236 = c.host_arch() == "x86_64" and cb.version_tuple(
     cb.platform.libc_ver()[1] or "0") >= (2, 36)
 CPTAG = "cp{}{}".format(*sys.version_info[:2])
 

@@ -71,3 +71,21 @@ def test_written_files_follow_the_umask_not_mkstemps_0600(tmp_path):
     assert stat.S_IMODE((tmp_path / "secret.yaml").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "out" / "w.whl").stat().st_mode) == expect
     assert stat.S_IMODE((tmp_path / "simple").stat().st_mode) == 0o777 & ~files.umask()
+
+
+def test_the_lock_between_processes(tmp_path):
+    """lock_file and exclusive: one holder at a time (flock: open files, not processes, hold
+    it, so two opens in this process contend as two processes would)."""
+    path = tmp_path / "made" / "x.lock"
+    held = files.lock_file(path)
+    assert held is not None and path.is_file()
+    assert files.lock_file(path, wait=False) is None
+    with files.exclusive(path, wait=False) as got:
+        assert got is False
+    held.close()
+    with files.exclusive(path, wait=False) as got:
+        assert got is True
+        assert files.lock_file(path, wait=False) is None
+    again = files.lock_file(path, wait=False)
+    assert again is not None
+    again.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from refinery_lib import history as history_mod
 from refinery_lib import scheduling
 from refinery_lib.history import History, new_event
 from refinery_lib.scheduling import (
@@ -143,7 +144,7 @@ def test_one_query_for_thousands_of_packages(tmp_path, sql_trace):
     History(path).record(
         [_build(f"pkg{i}", "built", float(i % 97)) for i in range(n)], run_id="bulk"
     )
-    queries = sql_trace(scheduling)
+    queries = sql_trace(history_mod)
     scheduling._load.cache_clear()
     names = [f"pkg{i}" for i in range(n)] + ["unknown"]
     prio = build_priorities(path, names, "shortest-first")

@@ -19,11 +19,11 @@ import pytest
 
 from refinery_lib.history import History, new_event
 from refinery_lib.queue import RetryQueue, RetryRequest
+from refinery_lib.retry_worker import WorkerConfig
 from tests.web.conftest import ServerThread
 from web.app import create_app
 from web.settings import PanelSettings
 from web.trigger import LocalWorker
-from web.worker import WorkerConfig
 
 pytestmark = pytest.mark.slow
 

@@ -25,10 +25,10 @@ import httpx
 import pytest
 
 from refinery_lib.queue import RetryQueue
+from refinery_lib.retry_worker import WorkerConfig
 from tests.web.conftest import TOKEN, ServerThread, client_for, csrf_of, free_port, make_history
 from web.app import create_app
 from web.trigger import LocalWorker
-from web.worker import WorkerConfig
 from web.worker_service import create_worker_app
 
 WAIT = 30_000  # ms for Chromium; generous for two shared cores, never asserted as a duration

@@ -226,3 +226,61 @@ def test_a_result_is_never_made_of_a_stale_part(tmp_path):
     part.join(10)
     whole.join(10)
     assert results == ["whole of p2"]
+
+
+# -- the schema's versions ---------------------------------------------------------------------
+
+
+def _set_version(db, version: int) -> None:
+    con = sqlite3.connect(db)
+    con.execute(f"PRAGMA user_version = {version}")
+    con.commit()
+    con.close()
+
+
+def test_the_panel_reads_an_older_database_as_it_is_and_a_newer_one_with_one_line(
+        settings, caplog):
+    """The panel never migrates: an unversioned database (as before versions) is read as it
+    is and left at version 0. A newer one is served the same (steps only add), and the log
+    says so once, in one line naming the file and both versions."""
+    from refinery_lib.history import VERSION
+
+    client = client_for(settings)
+    current = {p: client.get(p).content for p in ("/api/stats", "/api/top-slowest",
+                                                  "/api/packages/broken")}
+    _set_version(settings.db_path, 0)
+    assert {p: client.get(p).content for p in current} == current
+    assert client.get("/").status_code == 200
+    con = sqlite3.connect(settings.db_path)
+    assert con.execute("PRAGMA user_version").fetchone() == (0,)
+    con.close()
+
+    _set_version(settings.db_path, VERSION + 7)
+    with caplog.at_level("WARNING", logger="web.store"):
+        assert {p: client.get(p).content for p in current} == current
+        assert client.get("/").status_code == 200 and client.get("/healthz").json() == {
+            "ok": True}
+        db_store = store.store_for(settings.db_path)
+        computed = db_store.computed["schema"]
+        _set_version(settings.db_path, VERSION + 7)  # another state, the same version
+        assert client.get("/api/stats").content == current["/api/stats"]
+        assert db_store.computed["schema"] == computed + 1
+    lines = [r.getMessage() for r in caplog.records if "schema version" in r.getMessage()]
+    assert lines == [f"the history database {settings.db_path} has schema version "
+                     f"{VERSION + 7}, newer than this refinery knows ({VERSION}): upgrade the "
+                     "refinery, or use another history database; the panel shows what this "
+                     "version of it knows"]
+
+
+def test_a_read_that_fails_on_a_newer_database_names_its_version(tmp_path):
+    from refinery_lib.history import VERSION
+
+    s = store.Store(tmp_path / "h.db")
+    plain = s.unavailable(sqlite3.OperationalError("no such column: note"), ("f",))
+    assert "try again in a moment" in plain.message and not plain.damaged
+    s.newer = VERSION + 1
+    named = s.unavailable(sqlite3.OperationalError("no such column: note"), ("f",))
+    assert not named.damaged and named.message == (
+        f"the history database {tmp_path / 'h.db'} has schema version {VERSION + 1}, newer "
+        f"than this refinery knows ({VERSION}): upgrade the refinery, or use another history "
+        "database (reading it failed: no such column: note)")

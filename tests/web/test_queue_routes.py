@@ -9,9 +9,9 @@ import pytest
 
 from refinery_lib.history import History
 from refinery_lib.queue import RetryQueue, RetryRequest
+from refinery_lib.retry_worker import WorkerConfig
 from tests.web.conftest import ServerThread, client_for, csrf_of
 from web.trigger import LocalWorker
-from web.worker import WorkerConfig
 from web.worker_service import create_worker_app
 
 HOOK_TOKEN = "hook-token-0123456789"

@@ -12,11 +12,11 @@ import yaml
 
 from refinery_lib.history import History
 from refinery_lib.queue import RetryQueue, RetryRequest
+from refinery_lib.retry_worker import WorkerConfig, drain_and_run, worker_lock
 from tests.conftest import run_refinery
 from tests.fixtures.projects import make_wheel
 from tests.web.conftest import client_for
 from web.settings import PanelSettings
-from web.worker import WorkerConfig, drain_and_run, worker_lock
 
 
 def test_queue_command_prints_the_length(tmp_path):
@@ -111,6 +111,83 @@ def test_one_worker_per_cache(tmp_path):
         assert got
         result = drain_and_run(cfg, lambda argv: 0, log=lambda m: None)
     assert result.status == "busy" and len(cfg.queue) == 1
+
+
+class _Runs:
+    """A stand-in for `cli_run.run`: keeps the argv of each run."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: list[str]) -> int:
+        self.calls.append(list(argv))
+        return 0
+
+
+def test_refinery_worker_runs_the_workflow_through_cli_run(tmp_path, monkeypatch):
+    """`refinery worker` hands the drain `cli_run.run` (injected; the worker module knows no
+    command line)."""
+    from refinery_lib import cli, cli_run
+
+    runs = _Runs()
+    monkeypatch.setattr(cli_run, "run", runs)
+    cfg = _cfg(tmp_path)
+    cfg.queue.add(RetryRequest("cfast"))
+    rc = cli.main(["worker", "--input", str(cfg.input), "--output", str(cfg.output), "--cache",
+                   str(cfg.cache), "--jobs", "1"])
+    assert rc == 0
+    (argv,) = runs.calls
+    assert argv[argv.index("--rebuild") + 1] == "cfast" and argv[-4:-2] == ["--jobs", "1"]
+
+
+def test_the_panel_runs_the_workflow_with_the_run_it_is_given(tmp_path):
+    """create_app(run=...) and create_worker_app(run=...): the local worker drains with it;
+    without one, both use `refinery_lib.cli_run.run` (what `uvicorn --factory` gets)."""
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from refinery_lib import cli_run
+    from tests.web.conftest import make_history
+    from web.app import create_app
+    from web.worker_service import create_worker_app
+
+    cfg = _cfg(tmp_path)
+    make_history(cfg.cache)
+    settings = replace(PanelSettings.from_env(db=cfg.db, environ={}), worker=cfg)
+    assert create_app(settings).state.run is cli_run.run
+    assert create_worker_app(cfg, token="").state.worker.runner is cli_run.run
+
+    runs = _Runs()
+    cfg.queue.add(RetryRequest("cfast"))
+    client = TestClient(create_app(settings, run=runs), base_url="http://127.0.0.1",
+                        headers={"Origin": "http://127.0.0.1"})
+    r = client.post("/api/worker/trigger")
+    assert r.status_code == 202 and r.json()["mode"] == "local"
+    client.app.state.worker.wait(60)
+    assert client.get("/api/worker/status").json()["last"]["status"] == "done"
+    (argv,) = runs.calls
+    assert argv[argv.index("--rebuild") + 1] == "cfast"
+
+    service = create_worker_app(cfg, token="", run=runs)
+    assert service.state.worker.runner is runs
+
+
+def test_serve_hands_the_panel_cli_run(tmp_path, monkeypatch):
+    """`refinery serve` builds the app with `run=cli_run.run` (uvicorn itself stubbed)."""
+    import uvicorn
+
+    from refinery_lib import cli, cli_run
+    from tests.web.conftest import make_history
+
+    make_history(tmp_path / "cache")
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))
+    monkeypatch.setenv("WORKER_CACHE", str(tmp_path / "nowhere"))
+    monkeypatch.delenv("WORKER_TOKEN", raising=False)
+    assert cli.main(["serve", "--cache", str(tmp_path / "cache")]) == 0
+    (app,) = served
+    assert app.state.run is cli_run.run
 
 
 def _has_flag(flag: str) -> bool:

@@ -3,26 +3,31 @@
 Each request's recipe (steps, system packages, version pin) becomes an `overrides` entry of a
 temporary config merged over the user's own, and `refinery --rebuild NAME` forces exactly
 those build targets to run again; everything else in the run is reused from the cache.
+
+The run itself is the caller's: `drain_and_run` takes the function that runs `refinery run`'s
+arguments (`cli_run.run`, given by `refinery worker`, `refinery serve` and the panel's app
+factories), so this module knows neither the command line nor the panel.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shlex
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from refinery_lib.queue import QUEUE_FILE, RetryQueue, RetryRequest, python_version
+from .files import exclusive
+from .queue import QUEUE_FILE, RetryQueue, RetryRequest, python_version
+from .run_id import new_run_id
 
+# `refinery run`'s arguments -> its exit code: cli_run.run, or a test's stand-in
 Runner = Callable[[list[str]], int]
 
 
@@ -95,32 +100,17 @@ class WorkerResult:
                 "finished": self.finished, "returncode": self.returncode}
 
 
-def default_runner(argv: list[str]) -> int:
-    from refinery_lib import cli
-
-    return cli.run(argv)
-
-
-@contextmanager
-def worker_lock(cache: Path) -> Iterator[bool]:
+def worker_lock(cache: Path) -> AbstractContextManager[bool]:
     """One worker per cache at a time, across processes; yields False when another holds it."""
     cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / "worker.lock", "a") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return exclusive(cache / "worker.lock", wait=False)
 
 
 def drain_and_run(
-    cfg: WorkerConfig, runner: Runner = default_runner, log: Callable[[str], None] | None = None
+    cfg: WorkerConfig, runner: Runner, log: Callable[[str], None] | None = None
 ) -> WorkerResult:
-    """Drain the queue and run the workflow once per target (python tag, platform tag)."""
+    """Drain the queue and run the workflow once per target (python tag, platform tag):
+    `runner` gets each run's `refinery run` arguments and returns its exit code."""
     say = log or (lambda msg: print(f"refinery worker: {msg}", file=sys.stderr))
     with worker_lock(cfg.cache) as got:
         if not got:
@@ -157,7 +147,7 @@ def _by_target(
 
 def overrides_for(base: dict[str, Any], group: list[RetryRequest]) -> dict[str, Any]:
     """The user's overrides with each request's recipe laid over; a later request wins."""
-    from refinery_lib.config import merge
+    from .config import merge
 
     overrides = dict(base.get("overrides") or {})
     for r in group:
@@ -184,7 +174,7 @@ def _run_group(
     cfg: WorkerConfig, python: str, platform: str, group: list[RetryRequest], runner: Runner,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
-    from refinery_lib.config import load_file
+    from .config import load_file
 
     base = load_file(cfg.config) if cfg.config else {}
     conf = dict(base, overrides=overrides_for(base, group))
@@ -218,8 +208,8 @@ def _record_recipes(
     cfg: WorkerConfig, group: list[RetryRequest], python: str, platform: str
 ) -> None:
     """A system_recipe event per applied recipe, so the package page shows what was tried."""
-    from refinery_lib.history import History, new_event
-    from refinery_lib.models import Status
+    from .history import History, new_event
+    from .models import Status
 
     events = []
     for r in group:
@@ -234,5 +224,5 @@ def _record_recipes(
         events.append(ev)
     if events:
         tag = f"cp3{python.split('.')[1]}" if python.count(".") == 1 else ""
-        run_id = time.strftime("worker-%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+        run_id = new_run_id("worker")
         History(cfg.db).record(events, run_id, tag, platform)
