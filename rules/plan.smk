@@ -5,6 +5,9 @@ checkpoint plan:
         requeue=requeue_record,
     output:
         plan=f"{RESULTS}/plan/plan.json",
+    # not read by the job (it takes its settings from the config): they are what makes
+    # Snakemake plan again when the target, strategy, index or overrides change
+    # (rerun-triggers include params)
     params:
         target=config["target"],
         strategy=config["strategy"],

@@ -176,7 +176,9 @@ def test_prefetch_warms_the_cache_before_a_parallel_run(tmp_path, served_index, 
                        env=isolated_pip_env)
     assert res.returncode == 0, res.stdout + res.stderr
     downloads = tmp_path / "cache" / "downloads"
-    assert sorted(_files(downloads)) == [f"{n}-1.0.tar.gz" for n in BY_INPUT]
+    # and the digest of each download, kept to check the cached file before each use
+    assert sorted(_files(downloads)) == [".sha256", *(f"{n}-1.0.tar.gz" for n in BY_INPUT)]
+    assert sorted(_files(downloads / ".sha256")) == [f"{n}-1.0.tar.gz" for n in BY_INPUT]
     assert sorted(_sdist_gets(requests)) == [f"/files/{n}-1.0.tar.gz" for n in BY_INPUT]
     # the build requirements of all four (setuptools>=61), fetched once, as a wheel
     warm_folder = tmp_path / "cache" / "buildenv" / "wheels"
