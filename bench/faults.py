@@ -28,6 +28,7 @@ needs root (it mounts a small tmpfs as the output folder) and is skipped otherwi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import http.server
@@ -41,7 +42,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,6 +109,15 @@ class Index:
     def mode(self, mode: str) -> None:
         self.server.seen = {}  # type: ignore[attr-defined]
         self.server.mode = mode  # type: ignore[attr-defined]
+
+    @contextlib.contextmanager
+    def failing(self, mode: str) -> Iterator[None]:
+        """The index fails as `mode` says for the block, and serves again after it."""
+        self.mode(mode)
+        try:
+            yield
+        finally:
+            self.mode("ok")
 
     def close(self) -> None:
         self.server.shutdown()
@@ -296,6 +306,12 @@ class Result:
     seconds: float
     figures: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, fault: str, problems: list[str], passed: str, seconds: float,
+           figures: dict[str, float] | None = None) -> Result:
+        """Passed (`passed` says how) when no problem was found, else failed naming them."""
+        return cls(fault, not problems, "; ".join(problems) or passed, seconds, figures or {})
+
 
 class Matrix:
     def __init__(self, work: Path, noise_mib: int) -> None:
@@ -370,9 +386,8 @@ class Matrix:
         self.after(case, run, problems, match=False)
         log_mb = self.noisy_log(case, problems)
         self.warm = case
-        return Result("clean run (the reference)", not problems, "; ".join(problems)
-                      or "4 built, 1 reused", run.seconds,
-                      {"peak_rss_mb": run.peak_mb, "noisy_log_mb": log_mb})
+        return Result.of("clean run (the reference)", problems, "4 built, 1 reused", run.seconds,
+                         {"peak_rss_mb": run.peak_mb, "noisy_log_mb": log_mb})
 
     def _warm(self) -> Case:
         assert self.warm is not None, "the clean run comes first"
@@ -391,8 +406,8 @@ class Matrix:
                 p.read_text(errors="replace") for p in (case.cache).rglob("build_wheel/*.log"))
             if words not in haystack:
                 problems.append(f"the damage was not named ({words!r})")
-        return Result(title, not problems, "; ".join(problems) or f"repaired: {words}",
-                      run.seconds, {"peak_rss_mb": run.peak_mb})
+        return Result.of(title, problems, f"repaired: {words}", run.seconds,
+                         {"peak_rss_mb": run.peak_mb})
 
     def corrupt_sdist(self) -> Result:
         def damage(case: Case) -> str:
@@ -467,9 +482,8 @@ class Matrix:
         again = case.run()
         self.after(case, again, problems)
         figures["rerun_s"] = again.seconds
-        return Result(title, not problems,
-                      "; ".join(problems) or f"exit {first.rc}; rerun identical", first.seconds,
-                      figures)
+        return Result.of(title, problems, f"exit {first.rc}; rerun identical", first.seconds,
+                         figures)
 
     def sigkill(self) -> Result:
         return self._killed("kill -9 <refinery pid>", signal.SIGKILL, -signal.SIGKILL)
@@ -482,31 +496,24 @@ class Matrix:
 
     def index_down(self) -> Result:
         case = self.case("index-down")
-        self.index.mode("down")
-        try:
+        with self.index.failing("down"):
             down = case.run()
-        finally:
-            self.index.mode("ok")
         problems: list[str] = []
         self.after(case, down, problems, want_rc=1, match=False)
         self.one_line(down, "index-unreachable", problems)
         up = case.run()
         self.after(case, up, problems)
-        return Result("index down, then back", not problems,
-                      "; ".join(problems) or "named index-unreachable; next run identical",
-                      down.seconds + up.seconds)
+        return Result.of("index down, then back", problems,
+                         "named index-unreachable; next run identical", down.seconds + up.seconds)
 
     def flaky_index(self) -> Result:
         case = self.case("flaky-index")
-        self.index.mode("flaky")
-        try:
+        with self.index.failing("flaky"):
             run = case.run()
-        finally:
-            self.index.mode("ok")
         problems: list[str] = []
         self.after(case, run, problems)
-        return Result("flaky index (503, dropped connections)", not problems,
-                      "; ".join(problems) or "retried; identical in one run", run.seconds)
+        return Result.of("flaky index (503, dropped connections)", problems,
+                         "retried; identical in one run", run.seconds)
 
     def concurrent(self) -> Result:
         case = self.case("concurrent")
@@ -530,8 +537,8 @@ class Matrix:
             problems.append("the refused run rewrote the running one's configuration")
         run = case.finish(first, started)
         self.after(case, run, problems)
-        return Result("two runs on one cache", not problems, "; ".join(problems)
-                      or "second refused in one line; first identical", run.seconds)
+        return Result.of("two runs on one cache", problems,
+                         "second refused in one line; first identical", run.seconds)
 
     def disk_full(self) -> Result:
         title = "output disk full"
@@ -552,9 +559,8 @@ class Matrix:
         self.one_line(full, "No space left on device", problems)
         again = case.run()
         self.after(case, again, problems)
-        return Result(title, not problems, "; ".join(problems)
-                      or "named 'No space left on device'; next run identical",
-                      full.seconds + again.seconds)
+        return Result.of(title, problems, "named 'No space left on device'; next run identical",
+                         full.seconds + again.seconds)
 
     def close(self) -> None:
         self.index.close()
@@ -582,7 +588,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", help="comma-separated faults (the clean run always comes first): "
                     + ", ".join(FAULTS))
-    ap.add_argument("--noise-mb", type=int, default=200, help="what the noisy build prints")
+    ap.add_argument("--noise-mb", type=int, default=200,
+                    help="what the noisy build prints (more than the 8 MiB a log keeps, so the "
+                    "cap shows)")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--workdir", type=Path, help="work here (default: a temporary folder)")

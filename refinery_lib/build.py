@@ -340,7 +340,11 @@ def _attempt(
     counts: for the attempt budget, variant statistics and requeue."""
     settings, node = run.settings, run.node
     # every attempt builds the file that was checked: one changed since stops the build
-    check_sdist_unchanged(sdist, run.sdist_sha.setdefault(sdist, sha256_file(sdist)))
+    sdist_sha = run.sdist_sha.get(sdist)
+    if sdist_sha is None:
+        sdist_sha = run.sdist_sha[sdist] = sha256_file(sdist)
+    else:
+        check_sdist_unchanged(sdist, sdist_sha)
     paths = settings.paths
     variant = settings.variants[variant_name]
     key = f"{node.key.rsplit('-', 1)[0]}-{version}"
@@ -353,11 +357,10 @@ def _attempt(
     shared: SharedEnv | None = None
     offline = None
     if run.warm is not None and "online" not in done:
-        sha = sha256_file(sdist)
         if not done:
-            shared = shared_env(settings, run.warm, node.key, sha, variant, node.name)
+            shared = shared_env(settings, run.warm, node.key, sdist_sha, variant, node.name)
         if shared is None and "offline" not in done:
-            offline = offline_vars(settings, run.warm, node.key, sha, variant, node.name)
+            offline = offline_vars(settings, run.warm, node.key, sdist_sha, variant, node.name)
     build_env = "shared" if shared is not None else "offline" if offline is not None else "online"
     with open(log_path, "a", encoding="utf-8") as fh:
         for t in tried:

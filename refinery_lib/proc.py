@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CommandError
+from .logcap import BoundedLog
 from .safe_env import Redactor, redact
 
 log = logging.getLogger(__name__)
@@ -210,8 +211,6 @@ class _LogCopier:
     the pipe open."""
 
     def __init__(self, proc: subprocess.Popen, log_file) -> None:
-        from .logcap import BoundedLog
-
         self._fd = proc.stdout.fileno()
         self._pipe = proc.stdout
         self._log = BoundedLog(log_file, redactor=Redactor())
