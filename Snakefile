@@ -2,14 +2,16 @@
 # `refinery` runs this same workflow; see README.md and DESIGN.md.
 import os
 import sys
-from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
+# Run from a checkout, refinery_lib is imported from here (the rules, their `run:` jobs, and
+# the `script:` jobs, whose sys.path Snakemake extends with this process's); installed, it is
+# the package that holds this workflow (refinery_lib/_workflow)
 if os.path.isdir(os.path.join(workflow.basedir, "refinery_lib")):
-    sys.path.insert(0, workflow.basedir)  # refinery_lib, when run from a checkout uninstalled
+    sys.path.insert(0, workflow.basedir)
 
 
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")

@@ -51,7 +51,7 @@ def prepare(store: Path = STORE) -> Path:
     # what their [build-system] requires, and what that needs, as wheels for this host
     requires = set()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from refinery_lib.buildenv import read_build_requires
+    from refinery_lib.build_requirements import read_build_requires
 
     for sdist in files.glob("*.tar.gz"):
         requires |= set(read_build_requires(sdist).requires)

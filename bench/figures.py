@@ -6,7 +6,8 @@ import json
 import shutil
 import sys
 import traceback
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import synth
@@ -71,6 +72,20 @@ class Sizes:
                    panel_load_seconds=10.0)
 
 
+@dataclass
+class ReuseRuns:
+    """What figures 2, 3 and 8 measure, per wheelhouse size N: the floor script's time, the
+    refinery's median cold run with the closure check (`ref`) and without it (`bare`), their
+    no-op reruns (`bare_noop` only where the `ref` run was cut off), the runs' traces."""
+
+    floor: dict[int, float] = field(default_factory=dict)
+    ref: dict[int, Timed] = field(default_factory=dict)
+    bare: dict[int, Timed] = field(default_factory=dict)
+    noop: dict[int, float] = field(default_factory=dict)
+    bare_noop: dict[int, float] = field(default_factory=dict)
+    traces: dict[str, Path | None] = field(default_factory=dict)
+
+
 class Bench:
     def __init__(self, work: Path, sizes: Sizes, log=print):
         self.work = work
@@ -81,6 +96,7 @@ class Bench:
         self.fixed: float | None = None  # figure 1's value, the base of figures 3, 6 and 8
         self._traces = 0
         self.empty_index = synth.empty_index(work / "empty-index")
+        self._reuse = ReuseRuns()  # figures 2, 3 and 8 share their runs
 
     # -- helpers ---------------------------------------------------------------------------
     def _dir(self, *parts: str) -> Path:
@@ -162,144 +178,148 @@ class Bench:
             raise RuntimeError("figure 1 (the base of this figure) failed")
         return self.fixed
 
-    # -- figures 2, 3 and 8 ----------------------------------------------------------------
+    # -- figures 2, 3 and 8: reused wheels at scale -----------------------------------------
     def reuse_scale(self, do2: bool = True, do3: bool = True, do8: bool = True) -> None:
+        """Figures 2, 3 and 8 as bench/run asks for them: the runs they share are measured
+        first, each wheelhouse size once, smallest first; then each figure's rows."""
         s = self.sizes
-        fixed = self._need_fixed()
-        sizes = sorted({*((s.small, s.big) if (do2 or do3) else ()), *(s.scale if do8 else ())})
-        for n in sizes:
+        self._need_fixed()
+        pair = (s.small, s.big) if (do2 or do3) else ()
+        self._reuse_runs({*pair, *(s.scale if do8 else ())})
+        for wanted, figure in ((do2, self.marginal_cost), (do3, self.noop_rerun),
+                               (do8, self.scale)):
+            if wanted:
+                figure()
+
+    def _reuse_runs(self, sizes: Iterable[int]) -> ReuseRuns:
+        """The shared runs, with those of `sizes` not measured yet measured now."""
+        runs = self._reuse
+        todo = sorted(set(sizes) - set(runs.floor))
+        for n in todo:
             folder = self.work / "reuse" / f"in{n}"
             shutil.rmtree(folder, ignore_errors=True)
             synth.make_wheelhouse(folder, n, ("pure", "abi3"))
-        floor_t: dict[int, float] = {}
-        ref_t: dict[int, Timed] = {}
-        bare_t: dict[int, Timed] = {}
-        noop_t: dict[int, float] = {}
-        bare_noop_t: dict[int, float] = {}  # only where the default run was cut off
-        traces: dict[str, Path | None] = {}
-        for n in sizes:
-            inp = self.work / "reuse" / f"in{n}"
-            reps = s.repeat if n <= s.small else 3
-            times = []
-            for _ in range(5):
-                out = self._dir("reuse", f"floor{n}")
-                times.append(timed([sys.executable, str(BENCH / "floor_reuse.py"), str(inp),
-                                    str(out)], env=bench_env()).seconds)
-            floor_t[n] = median(times)
-            self.log(f"  floor script N={n}: {floor_t[n]:.2f} s")
-            # the refinery as a user runs it (closure check on), cold cache
-            runs = []
-            for _ in range(reps):
-                cap = s.closure_cap if n > s.big else RUN_TIMEOUT
-                runs.append(self._refine(inp, self.work / "reuse" / f"ref{n}", self.empty_index,
-                                         timeout=cap))
-                if runs[-1].timed_out or runs[-1].seconds > QUICK_ENOUGH:
-                    break  # one long run is measurement enough (and all the budget allows)
-            ref_t[n] = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
-            state = "cut off" if ref_t[n].timed_out else "done"
-            self.log(f"  refinery N={n}: {ref_t[n].seconds:.2f} s ({state})")
-            if not ref_t[n].timed_out:
-                noop_t[n] = median([self._refine(inp, self.work / "reuse" / f"ref{n}",
-                                                 self.empty_index, fresh=False).seconds
-                                    for _ in range(3)])
-                self.log(f"  refinery no-op rerun N={n}: {noop_t[n]:.2f} s")
-            traces[f"ref{n}"] = ref_t[n].trace
-            # the same without the closure check: what the rest of the pipeline costs
-            runs = []
-            for _ in range(reps):
-                runs.append(self._refine(inp, self.work / "reuse" / f"bare{n}",
-                                         self.empty_index, "--no-closure-check"))
-                if runs[-1].seconds > QUICK_ENOUGH:
-                    break
-            bare_t[n] = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
-            if n not in noop_t:
-                # the run with the closure check was cut off: rerun the one without it
-                bare_noop_t[n] = median([self._refine(inp, self.work / "reuse" / f"bare{n}",
-                                                      self.empty_index, "--no-closure-check",
-                                                      fresh=False).seconds for _ in range(3)])
-            traces[f"bare{n}"] = bare_t[n].trace
-            self.log(f"  refinery --no-closure-check N={n}: {bare_t[n].seconds:.2f} s")
+        for n in todo:
+            self._measure_reuse(n, runs)
+        return runs
 
-        def slope(t: dict, a: int, b: int) -> tuple[float, bool]:
-            """ms per wheel between N=a and N=b; True when T(b) is only a lower bound."""
-            tb, ta = t[b], t[a]
-            sb = tb.seconds if isinstance(tb, Timed) else tb
-            sa = ta.seconds if isinstance(ta, Timed) else ta
-            cut = isinstance(tb, Timed) and tb.timed_out
-            return (sb - sa) / (b - a) * 1000, cut
+    def _measure_reuse(self, n: int, runs: ReuseRuns) -> None:
+        """At N=n: the floor script, the refinery cold (closure check on, as a user runs it)
+        and rerun, and the same with --no-closure-check."""
+        s = self.sizes
+        inp = self.work / "reuse" / f"in{n}"
+        reps = s.repeat if n <= s.small else 3
+        times = []
+        for _ in range(5):
+            out = self._dir("reuse", f"floor{n}")
+            times.append(timed([sys.executable, str(BENCH / "floor_reuse.py"), str(inp),
+                                str(out)], env=bench_env()).seconds)
+        runs.floor[n] = median(times)
+        self.log(f"  floor script N={n}: {runs.floor[n]:.2f} s")
+        cap = s.closure_cap if n > s.big else RUN_TIMEOUT
+        runs.ref[n] = self._cold_median(inp, f"ref{n}", reps, timeout=cap)
+        state = "cut off" if runs.ref[n].timed_out else "done"
+        self.log(f"  refinery N={n}: {runs.ref[n].seconds:.2f} s ({state})")
+        if not runs.ref[n].timed_out:
+            runs.noop[n] = self._rerun_median(inp, f"ref{n}")
+            self.log(f"  refinery no-op rerun N={n}: {runs.noop[n]:.2f} s")
+        runs.traces[f"ref{n}"] = runs.ref[n].trace
+        # the same without the closure check: what the rest of the pipeline costs
+        runs.bare[n] = self._cold_median(inp, f"bare{n}", reps, "--no-closure-check")
+        if n not in runs.noop:
+            # the run with the closure check was cut off: rerun the one without it
+            runs.bare_noop[n] = self._rerun_median(inp, f"bare{n}", "--no-closure-check")
+        runs.traces[f"bare{n}"] = runs.bare[n].trace
+        self.log(f"  refinery --no-closure-check N={n}: {runs.bare[n].seconds:.2f} s")
 
-        if do2:
-            a, b = s.small, s.big
-            m, cut = slope(ref_t, a, b)
-            fm, _ = slope(floor_t, a, b)
-            methods = {n: _closure_method(self.work / "reuse" / f"ref{n}" / "out") for n in (a, b)}
-            text = ""
-            if methods[a] != methods[b]:
-                text = (f"{m:.2f} ms/wheel (closure check: {methods[a]} at N={a}, "
-                        f"{methods[b]} at N={b})")
-                self.notes.append(
-                    f"figure 2: the closure check works differently at N={a} ({methods[a]}) and "
-                    f"N={b} ({methods[b]}), so T({b}) - T({a}) is not only a per-wheel cost; the "
-                    "--no-closure-check row measures the rest of the pipeline alone")
-            self.rows.append(Row(f"2. marginal cost per reused wheel, N={a}->{b}", m,
-                                 "ms/wheel", fm, m / fm, "<= 3.00x", (m / fm) <= 3 and not cut,
+    def _cold_median(self, inp: Path, name: str, reps: int, *extra: str,
+                     timeout: float = RUN_TIMEOUT) -> Timed:
+        """The median of up to `reps` cold runs into reuse/`name`; one long run (or one cut
+        off) is measurement enough, and all the budget allows."""
+        done: list[Timed] = []
+        for _ in range(reps):
+            done.append(self._refine(inp, self.work / "reuse" / name, self.empty_index, *extra,
+                                     timeout=timeout))
+            if done[-1].timed_out or done[-1].seconds > QUICK_ENOUGH:
+                break
+        return sorted(done, key=lambda r: r.seconds)[len(done) // 2]
+
+    def _rerun_median(self, inp: Path, name: str, *extra: str) -> float:
+        """The median of three no-op reruns on the output and cache of reuse/`name`."""
+        return median([self._refine(inp, self.work / "reuse" / name, self.empty_index, *extra,
+                                    fresh=False).seconds for _ in range(3)])
+
+    def marginal_cost(self) -> None:
+        """Figure 2: the cost of one more reused wheel, (T(big) - T(small)) / (big - small),
+        against the floor script's; and the same without the closure check."""
+        a, b = self.sizes.small, self.sizes.big
+        runs = self._reuse_runs((a, b))
+        m, cut = _slope(runs.ref, a, b)
+        fm, _ = _slope(runs.floor, a, b)
+        methods = {n: _closure_method(self.work / "reuse" / f"ref{n}" / "out") for n in (a, b)}
+        text = ""
+        if methods[a] != methods[b]:
+            text = (f"{m:.2f} ms/wheel (closure check: {methods[a]} at N={a}, "
+                    f"{methods[b]} at N={b})")
+            self.notes.append(
+                f"figure 2: the closure check works differently at N={a} ({methods[a]}) and "
+                f"N={b} ({methods[b]}), so T({b}) - T({a}) is not only a per-wheel cost; the "
+                "--no-closure-check row measures the rest of the pipeline alone")
+        self.rows.append(Row(f"2. marginal cost per reused wheel, N={a}->{b}", m,
+                             "ms/wheel", fm, m / fm, "<= 3.00x", (m / fm) <= 3 and not cut,
+                             value_text=text))
+        bm, _ = _slope(runs.bare, a, b)
+        self.rows.append(Row("2. (same, --no-closure-check: rest of the pipeline)", bm,
+                             "ms/wheel", fm, bm / fm, "", None))
+        self.notes.append(format_breakdown(
+            f"figure 2 breakdown: refinery at N={b}, cold ({runs.ref[b].seconds:.1f} s):",
+            breakdown(runs.traces[f"ref{b}"])))
+        self.notes.append(format_breakdown(
+            f"figure 2 breakdown: refinery --no-closure-check at N={b}, cold "
+            f"({runs.bare[b].seconds:.1f} s):", breakdown(runs.traces[f"bare{b}"])))
+
+    def noop_rerun(self) -> None:
+        """Figure 3: a rerun with nothing to do at N=big, against figure 1."""
+        fixed = self._need_fixed()
+        n = self.sizes.big
+        runs = self._reuse_runs((self.sizes.small, n))
+        if n in runs.noop:
+            v = runs.noop[n]
+            self.rows.append(Row(f"3. no-op rerun, N={n} (floor: figure 1)", v, "s", fixed,
+                                 v / fixed, "<= 1.20x", v / fixed <= 1.2))
+        else:
+            self.rows.append(Row(f"3. no-op rerun, N={n}", None, "s", fixed, None,
+                                 "<= 1.20x", False, value_text="no cold run to rerun"))
+
+    def scale(self) -> None:
+        """Figure 8: cold runs, marginal costs and no-op reruns over the scale sizes, and
+        whether the cost per wheel stays flat over every size measured."""
+        fixed = self._need_fixed()
+        scale = list(self.sizes.scale)
+        runs = self._reuse_runs(scale)
+        for n in scale:
+            t = runs.ref[n]
+            text = f"> {t.seconds:.0f} s (cut off)" if t.timed_out else ""
+            self.rows.append(Row(f"8. cold run, N={n}", t.seconds, "s", runs.floor[n],
+                                 None if t.timed_out else t.seconds / runs.floor[n], "", None,
                                  value_text=text))
-            bm, _ = slope(bare_t, a, b)
-            self.rows.append(Row("2. (same, --no-closure-check: rest of the pipeline)", bm,
-                                 "ms/wheel", fm, bm / fm, "", None))
-            self.notes.append(format_breakdown(
-                f"figure 2 breakdown: refinery at N={b}, cold ({ref_t[b].seconds:.1f} s):",
-                breakdown(traces[f"ref{b}"])))
-            self.notes.append(format_breakdown(
-                f"figure 2 breakdown: refinery --no-closure-check at N={b}, cold "
-                f"({bare_t[b].seconds:.1f} s):", breakdown(traces[f"bare{b}"])))
-        if do3:
-            n = s.big
-            if n in noop_t:
-                v = noop_t[n]
-                self.rows.append(Row(f"3. no-op rerun, N={n} (floor: figure 1)", v, "s", fixed,
-                                     v / fixed, "<= 1.20x", v / fixed <= 1.2))
+        for tag, series in (("", runs.ref), (" --no-closure-check", runs.bare)):
+            for a, b in zip(scale, scale[1:], strict=False):
+                m, cut = _slope(series, a, b)
+                fm, _ = _slope(runs.floor, a, b)
+                text = f"> {m:.2f} ms/wheel (cut off)" if cut else ""
+                self.rows.append(Row(f"8. marginal{tag}, N={a}->{b}", m, "ms/wheel", fm,
+                                     None if cut else m / fm, "", None, value_text=text))
+            self.rows.append(_linearity(tag, series))
+        for n in scale:
+            if n in runs.noop:
+                v, tag = runs.noop[n], ""
+            elif n in runs.bare_noop:
+                v, tag = runs.bare_noop[n], " (of the --no-closure-check run)"
             else:
-                self.rows.append(Row(f"3. no-op rerun, N={n}", None, "s", fixed, None,
-                                     "<= 1.20x", False, value_text="no cold run to rerun"))
-        if do8:
-            scale = list(s.scale)
-            for n in scale:
-                t = ref_t[n]
-                text = f"> {t.seconds:.0f} s (cut off)" if t.timed_out else ""
-                self.rows.append(Row(f"8. cold run, N={n}", t.seconds, "s", floor_t[n],
-                                     None if t.timed_out else t.seconds / floor_t[n], "", None,
-                                     value_text=text))
-            for tag, series in (("", ref_t), (" --no-closure-check", bare_t)):
-                for a, b in zip(scale, scale[1:], strict=False):
-                    m, cut = slope(series, a, b)
-                    fm, _ = slope(floor_t, a, b)
-                    text = f"> {m:.2f} ms/wheel (cut off)" if cut else ""
-                    self.rows.append(Row(f"8. marginal{tag}, N={a}->{b}", m, "ms/wheel", fm,
-                                         None if cut else m / fm, "", None, value_text=text))
-                # linear: the cost per wheel does not grow with N; every completed size counts
-                done = [n for n in sorted(series) if not series[n].timed_out]
-                cut_sizes = [n for n in sorted(series) if series[n].timed_out]
-                name = f"8. linearity{tag}: last / first marginal over N={'/'.join(map(str, done))}"
-                slopes = [slope(series, a, b)[0] for a, b in zip(done, done[1:], strict=False)]
-                if len(slopes) < 2 or min(slopes) <= 0:
-                    self.rows.append(Row(name, None, "x", goal="<= 1.50", ok=None,
-                                         value_text="n/a: too few sizes, or noise"))
-                    continue
-                growth = slopes[-1] / slopes[0]
-                note = f" (N={'/'.join(map(str, cut_sizes))} cut off)" if cut_sizes else ""
-                self.rows.append(Row(name, growth, "x", None, None, "<= 1.50",
-                                     growth <= 1.5 and not cut_sizes,
-                                     value_text=f"{growth:.2f}{note}"))
-            for n in scale:
-                if n in noop_t:
-                    v, tag = noop_t[n], ""
-                elif n in bare_noop_t:
-                    v, tag = bare_noop_t[n], " (of the --no-closure-check run)"
-                else:
-                    continue
-                self.rows.append(Row(f"8. no-op rerun{tag}, N={n} (floor: fig. 1)", v, "s",
-                                     fixed, v / fixed, "<= 1.20x", v / fixed <= 1.2))
+                continue
+            self.rows.append(Row(f"8. no-op rerun{tag}, N={n} (floor: fig. 1)", v, "s",
+                                 fixed, v / fixed, "<= 1.20x", v / fixed <= 1.2))
 
     # -- figure 4 --------------------------------------------------------------------------
     def scan(self) -> None:
@@ -459,6 +479,33 @@ class Bench:
                              r["errors"] == 0 and not r["warmup_errors"],
                              value_text=str(r["errors"])))
         self.notes.append(panel_bench.concurrent_report(r))
+
+
+def _seconds(t: Timed | float) -> float:
+    return t.seconds if isinstance(t, Timed) else t
+
+
+def _slope(t: Mapping[int, Timed] | Mapping[int, float], a: int, b: int) -> tuple[float, bool]:
+    """ms per wheel between N=a and N=b; True when T(b) is only a lower bound (cut off)."""
+    tb = t[b]
+    cut = isinstance(tb, Timed) and tb.timed_out
+    return (_seconds(tb) - _seconds(t[a])) / (b - a) * 1000, cut
+
+
+def _linearity(tag: str, series: Mapping[int, Timed]) -> Row:
+    """Figure 8's linearity row: the cost per wheel does not grow with N; every completed
+    size counts."""
+    done = [n for n in sorted(series) if not series[n].timed_out]
+    cut_sizes = [n for n in sorted(series) if series[n].timed_out]
+    name = f"8. linearity{tag}: last / first marginal over N={'/'.join(map(str, done))}"
+    slopes = [_slope(series, a, b)[0] for a, b in zip(done, done[1:], strict=False)]
+    if len(slopes) < 2 or min(slopes) <= 0:
+        return Row(name, None, "x", goal="<= 1.50", ok=None,
+                   value_text="n/a: too few sizes, or noise")
+    growth = slopes[-1] / slopes[0]
+    note = f" (N={'/'.join(map(str, cut_sizes))} cut off)" if cut_sizes else ""
+    return Row(name, growth, "x", None, None, "<= 1.50", growth <= 1.5 and not cut_sizes,
+               value_text=f"{growth:.2f}{note}")
 
 
 def _closure_method(out: Path) -> str:

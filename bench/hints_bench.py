@@ -13,7 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from refinery_lib import hints
+from refinery_lib import hint_catalog, hints
+from refinery_lib.hint_prefilter import Prefilter
 
 LOGS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "logs"
 
@@ -24,11 +25,11 @@ def main() -> None:
     args = parser.parse_args()
 
     t = time.perf_counter()
-    catalog = hints.load_catalog()
+    catalog = hint_catalog.load_catalog()
     load_s = time.perf_counter() - t
     patterns = sum(len(e.patterns) for e in catalog)
-    literals = len(hints._compile(catalog).by_literal)
-    print(f"catalog: {len(catalog)} entries, {patterns} patterns, {literals} trigger literals")
+    literals = len(Prefilter.of(catalog).by_literal)
+    print(f"catalog: {len(catalog)} entries, {patterns} patterns, {literals} prefilter literals")
     print(f"load + validate + compile: {load_s * 1000:.0f} ms")
 
     real = sorted(LOGS.glob("*.log"))

@@ -24,9 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import PY, bench_env, median, refinery_argv, timed  # noqa: E402
-from refinery_lib.buildenv import make_shared_env  # noqa: E402
 from refinery_lib.pep517 import build_in_env  # noqa: E402
 from refinery_lib.reproducible import extract_sdist  # noqa: E402
+from refinery_lib.shared_venvs import make_shared_env  # noqa: E402
 from tests.conftest import build_tools_wheels  # noqa: E402
 from tests.fixtures.projects import (  # noqa: E402
     build_sdist,

@@ -20,10 +20,10 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from . import proc
 from .errors import CommandError, RefineryError, UnsafeNameError
+from .failure_lines import REASON_SEP, last_lines
 from .files import inside, place_wheel, read_json, write_json, write_tree
-from .hints import REASON_SEP, last_lines
 from .history import History
-from .models import BAD_STATUSES, Action, Outcome, PlanNode, Status
+from .models import BAD_STATUSES, Action, Outcome, Plan, PlanNode, Status
 from .provenance import provenance
 from .run_id import current_run_id
 from .safe_env import printable, redact_data
@@ -49,7 +49,7 @@ class Collected:
     files in `entries`; nodes needed only to build others in `build_only` (history and log
     only: not in the output folder, the manifest, OUTPUT/simple or the closure check)."""
 
-    plan: dict[str, Any]
+    plan: Plan
     entries: list[Outcome]
     build_only: list[Outcome]
     #: the plan's own events (missing, skipped, invalid)
@@ -57,34 +57,35 @@ class Collected:
 
 
 def collect(settings: Settings) -> Collected:
-    """Every outcome the workflow has produced so far, one per plan node, plus plan events."""
-    res = settings.paths.results
-    plan = read_json(res / "plan" / "plan.json")
-    nodes = [PlanNode.from_json(n) for n in plan["nodes"]]
+    """Every outcome the workflow has produced so far, one per plan node, plus plan events.
+
+    It reads the records the aggregate rule declares as its input (the plan, the reuse and
+    fetch records, each build's outcome), each build's benchmark and the failure record
+    (`Paths.failure`) of any node. A job that fails leaves only that record (Snakemake removes
+    a failed job's outputs), so after failed jobs, when the onerror handler runs this
+    aggregation instead of the rule, it is what says why. The node's job removes it when it
+    runs again: when the rule runs every job succeeded, and the only failure records left are
+    an earlier run's, of nodes without a job in this plan."""
+    paths = settings.paths
+    plan = Plan.from_file(paths.plan)
+    nodes = list(plan.nodes())
     found: dict[str, Outcome] = {}
-    for o in load_outcomes(res / "reuse" / "reused.json") + load_outcomes(
-        res / "fetch" / "fetched.json"
-    ):
+    for o in load_outcomes(paths.reuse_record) + load_outcomes(paths.fetch_record):
         found[_okey(o.name, o.version)] = o
     by_key: dict[str, Outcome] = {}
+    for n in plan.nodes(Action.BUILD):
+        # by key: with fallback-latest the outcome's version may differ from the plan's
+        for o in load_outcomes(paths.outcome(n.key)):
+            _add_benchmark(o, paths.benchmark(n.key))
+            by_key[n.key] = o
+    # an outcome of the same node wins over its failure record
     for n in nodes:
-        if n.action is Action.BUILD:
-            # by key: with fallback-latest the outcome's version may differ from the plan's
-            for o in load_outcomes(res / "outcomes" / f"{n.key}.json"):
-                _add_benchmark(o, res / "benchmarks" / "build_wheel" / f"{n.key}.tsv")
-                by_key[n.key] = o
-    # failure records survive outside declared outputs; an outcome of the same node wins
-    for path in (
-        sorted(settings.paths.failures.glob("*.json")) if settings.paths.failures.exists() else []
-    ):
-        for o in load_outcomes(path):
+        for o in load_outcomes(paths.failure(n.key)):
             found.setdefault(_okey(o.name, o.version), o)
     outcomes: list[Outcome] = []
     build_only: list[Outcome] = []
     for n in nodes:
-        o = by_key.get(n.key) or found.get(_okey(n.name, n.version))
-        if o is None:
-            o = _from_plan(n, found, nodes)
+        o = by_key.get(n.key) or found.get(_okey(n.name, n.version)) or _from_plan(n, found, nodes)
         o.metadata.setdefault("needed_by", list(n.needed_by))
         o.metadata.setdefault("plan", n.detail)
         if n.build_only:
@@ -92,18 +93,18 @@ def collect(settings: Settings) -> Collected:
             build_only.append(o)
         else:
             outcomes.append(o)
-    for inv in plan.get("invalid", []):
+    for inv in plan.invalid:
         outcomes.append(
             Outcome(
-                name=inv["file"],
+                name=inv.file,
                 version="",
                 status=Status.INVALID,
-                path=inv["path"],
-                detail=inv["reason"],
-                metadata={"file": inv["file"]},
+                path=inv.path,
+                detail=inv.reason,
+                metadata={"file": inv.file},
             )
         )
-    return Collected(plan, outcomes, build_only, plan.get("events", []))
+    return Collected(plan, outcomes, build_only, list(plan.events))
 
 
 def _add_benchmark(outcome: Outcome, tsv: Path) -> None:
@@ -165,8 +166,9 @@ def _from_plan(n: PlanNode, found: dict[str, Outcome], nodes: list[PlanNode]) ->
     return Outcome(n.name, n.version, Status.FAILED, detail=detail)
 
 
-def write_simple_index(output: Path, entries: list[Outcome]) -> None:
-    """A PEP 503 index of the output wheels in OUTPUT/simple (relative links, sha256 fragments)."""
+def write_simple_index(folder: Path, entries: list[Outcome]) -> None:
+    """A PEP 503 index of the output wheels in `folder`, OUTPUT/simple (links relative to it,
+    sha256 fragments)."""
     by_project: dict[str, list[Outcome]] = {}
     for e in entries:
         if e.status in LANDED and e.wheel:
@@ -189,7 +191,7 @@ def write_simple_index(output: Path, entries: list[Outcome]) -> None:
         '<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="1.0">'
         "<title>Simple index</title></head>\n<body>\n" + "\n".join(links) + "\n</body></html>\n"
     )
-    write_tree(output / "simple", files)
+    write_tree(folder, files)
 
 
 #: `refinery verify` asks pip's resolver to confirm the closure up to this many packages: it
@@ -323,13 +325,13 @@ def aggregate(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
     started = time.time()
     run_id = run_id or current_run_id()
     collected = collect(settings)
-    plan, entries = collected.plan, collected.entries
+    entries = collected.entries
     target = settings.target
     settle_output(settings, collected)
-    write_simple_index(settings.paths.output, entries)
+    write_simple_index(settings.paths.simple_index, entries)
     closure = closure_check(settings, entries) if settings.closure_check else {"ok": None}
     counts = Counter(str(e.status) for e in entries)
-    manifest = {
+    manifest: dict[str, Any] = {
         "schema": 1,
         "run_id": run_id,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -344,13 +346,12 @@ def aggregate(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
         "closure": closure,
         "entries": [e.to_json() | {"events": None} for e in entries],
     }
-    nodes = {(n["name"], n["version"]): PlanNode.from_json(n) for n in plan["nodes"]}
     prov: dict[str, str] = {}
     for entry, outcome in zip(manifest["entries"], entries, strict=True):
         entry.pop("events")
         if outcome.status in LANDED and outcome.wheel:
             planned = outcome.metadata.get("fallback_from") or outcome.version
-            node = nodes.get((outcome.name, planned))
+            node = collected.plan.find(outcome.name, planned)
             # a sdist URL may carry the index's credentials
             record = redact_data(provenance(outcome, node, manifest["target"]))
             if outcome.status in (Status.BUILT, Status.CACHED):
@@ -361,7 +362,7 @@ def aggregate(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
                     json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"
                 )
             entry["provenance"] = record
-    write_tree(settings.paths.output / "provenance", prov)
+    write_tree(settings.paths.provenance, prov)
     manifest["entries"] = redact_data(manifest["entries"])  # reasons quote build output
     write_json(settings.paths.manifest, manifest)
     history = History(settings.paths.history_db)

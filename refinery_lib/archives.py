@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from installer.records import InvalidRecordEntry, RecordEntry, parse_record_file
 
@@ -46,8 +46,8 @@ RECORD_MAX_BYTES = 64 * MiB
 #: and not large wheels
 WHEEL_MAX_BYTES = 8 * GiB
 WHEEL_MAX_MEMBERS = 200_000
-#: zipfile parses a zip's central directory whole, into some 8 times its size in memory
-#: (measured for 100,000 entries): its size is read first, from the end record
+#: zipfile parses a zip's central directory whole, into some 8 times its size in memory: its
+#: size is read first, from the end record
 ZIP_DIRECTORY_MAX_BYTES = 64 * MiB
 #: what an sdist may unpack to on disk, and how many members it may hold
 SDIST_MAX_BYTES = 4 * GiB
@@ -88,7 +88,7 @@ def size_text(n: int) -> str:
     return f"{n} bytes"
 
 
-def read_capped(stream: BinaryIO, cap: int, what: str) -> bytes:
+def read_capped(stream: IO[bytes], cap: int, what: str) -> bytes:
     """All of `stream` if it holds at most `cap` bytes, read in chunks: the read stops one
     byte past the cap, whatever a header declared, so a bomb costs `cap` and no more."""
     chunks: list[bytes] = []
@@ -487,7 +487,7 @@ def _clear(target: str) -> None:
         os.unlink(target)
 
 
-def _write_file(src: BinaryIO, target: str, declared: int, name: str) -> None:
+def _write_file(src: IO[bytes], target: str, declared: int, name: str) -> None:
     """Copy a member in chunks, counting the bytes actually written against its declared
     size: headers can lie (sparse or corrupt members), the count cannot."""
     os.makedirs(os.path.dirname(target), exist_ok=True)

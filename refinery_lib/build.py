@@ -23,32 +23,27 @@ from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
 from . import proc
-from .attempts import order_variants, variant_for_attempt, variant_stats
-from .buildenv import (
-    SharedEnv,
-    build_pins,
-    offline_miss,
-    offline_vars,
-    pip_vars,
-    read_build_requires,
-    shared_env,
-    shared_unmet,
+from .attempt_env import AttemptEnv, attempt_env
+from .attempts import (
+    AttemptMeta,
+    BuildEnvKind,
+    EarlierTry,
+    Variant,
+    order_variants,
+    variant_for_attempt,
+    variant_stats,
 )
+from .build_requirements import build_pins, pip_vars, read_build_requires
 from .cross.attempt import cross_recipe, run_cross_build, target_libraries_for, tools_for
 from .errors import BuildError, CommandError, IndexAccessError, SdistUnpackError
+from .failure_lines import REASON_SEP, first_error_line
 from .files import inside, place_wheel, read_json, write_json
-from .hints import (
-    REASON_SEP,
-    Hint,
-    first_error_line,
-    match_log,
-    python_deps_from_hints,
-    recipe_from_hints,
-)
+from .hints import Hint, match_log, python_deps_from_hints, recipe_from_hints
 from .history import new_event
 from .index import candidate_versions
 from .interpreter import check_local_target, interpreter_for
 from .models import DistFile, Outcome, PlanNode, Status
+from .overrides import PackageOverride
 from .pep517 import build_in_env
 from .recipes import Recipe, apply_on_host, host_package_family
 from .repair import repair_wheel
@@ -61,6 +56,7 @@ from .reproducible import (
 from .safe_env import build_base_env
 from .settings import BuilderKind, Settings
 from .smoke import smoke_import
+from .warmup import WarmRecord
 from .wheels import sha256_file
 
 log = logging.getLogger(__name__)
@@ -74,7 +70,7 @@ class BuildIdentity:
     """Everything that makes two builds of a package the same, in one place: the cache key of
     a built wheel (`key`, in its record's name) and the params of the build rule (`params`:
     a change reruns that package's job) are both made from it, so a setting that changes a
-    build changes both. Not hashable (the override is a dict); compare with ==."""
+    build changes both. Not hashable (the override holds a dict); compare with ==."""
 
     #: which package, from which sdist (name and version are the record's `node.key` too)
     name: str
@@ -93,7 +89,7 @@ class BuildIdentity:
     variant_order: tuple[str, ...]
     binary_build_deps: bool
     #: the package's override (version pin, variants, config_settings, recipe...)
-    override: dict[str, Any]
+    override: PackageOverride
 
     @classmethod
     def of(cls, settings: Settings, name: str, version: str, sdist: str = "",
@@ -112,7 +108,7 @@ class BuildIdentity:
             variants=tuple((k, repr(v)) for k, v in settings.variants.items()),
             variant_order=tuple(settings.variant_order),
             binary_build_deps=settings.binary_build_deps,
-            override=settings.overrides.get(name, {}),
+            override=settings.override(name),
         )
 
     def key(self) -> str:
@@ -132,7 +128,8 @@ class BuildIdentity:
     def params(self) -> dict[str, Any]:
         """Every field, as the build rule's params (plain JSON values)."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return fields | {"variants": dict(self.variants), "variant_order": list(self.variant_order)}
+        return fields | {"variants": dict(self.variants), "variant_order": list(self.variant_order),
+                         "override": self.override.to_json()}
 
 
 def build_key(node: PlanNode, settings: Settings, sdist_sha: str) -> str:
@@ -213,8 +210,8 @@ class AttemptResult:
     hints: list[dict[str, Any]] = field(default_factory=list)
     build_deps: dict[str, str] = field(default_factory=dict)
     source_date_epoch: int | None = None
-    # "shared" (the warm-up's environment), "offline" (its own, from the warm folder), "online"
-    build_env: str = "online"
+    #: how its build environment was installed (attempt_env.py)
+    build_env: BuildEnvKind = BuildEnvKind.ONLINE
     # requirements a try of this attempt lacked in its build environment (set aside, retried)
     missing: list[str] = field(default_factory=list)
     builder: str = ""
@@ -233,8 +230,9 @@ class _Run:
     recipes: list[dict[str, Any]] = field(default_factory=list)
     container_meta: dict[str, Any] = field(default_factory=dict)
     smoke: dict[str, Any] = field(default_factory=dict)
-    # the warm-up's record (buildenv.py): covered builds install their build env offline
-    warm: dict[str, Any] | None = None
+    #: the warm-up's record (warmup.py): a covered build uses its shared environment, or
+    #: installs its own offline from the warm folder
+    warm: WarmRecord | None = None
     #: the builder of the next attempt: the settings' one, until a cross-specific failure
     #: steps down to the container builder (the fallback ladder)
     builder: BuilderKind = BuilderKind.LOCAL
@@ -249,12 +247,13 @@ class _Run:
 
 
 def build_package(
-    node: PlanNode, sdist: Path, settings: Settings, warm: dict[str, Any] | None = None
+    node: PlanNode, sdist: Path, settings: Settings, warm: WarmRecord | None = None
 ) -> Outcome:
     """Build `node` from `sdist`; raises BuildError (with `events` and `metadata`) on failure.
 
-    `warm` is the build-environment warm-up's record: a covered sdist's isolated attempts
-    install their build requirements offline from its folder first."""
+    `warm` is the build-environment warm-up's record: a covered sdist's isolated attempts use
+    the shared environment made for it, or install their build requirements offline from its
+    folder, first."""
     cached = _cached_outcome(node, sdist, settings)
     if cached is not None:
         return cached
@@ -276,13 +275,13 @@ def build_package(
 
 def _attempt_all(run: _Run, version: str, sdist: Path, first_number: int = 1) -> AttemptResult:
     settings, node = run.settings, run.node
-    override = settings.overrides.get(node.name, {})
+    override = settings.override(node.name)
     order = order_variants(
         settings.variant_order,
         variant_stats(settings.paths.history_db, node.name),
-        override.get("variants", ()),
+        override.variants,
     )
-    recipe = Recipe.from_override(override)
+    recipe = override.recipe()
     policy = settings.attempts
     result: AttemptResult | None = None
     step = 1  # the variant ladder's position: a step down to another builder keeps it
@@ -290,13 +289,13 @@ def _attempt_all(run: _Run, version: str, sdist: Path, first_number: int = 1) ->
         number = first_number + i - 1
         variant = variant_for_attempt(order, step)
         builder = run.builder
-        result = _attempt(run, version, sdist, number, variant, recipe if i == 1 else Recipe())
+        wait = policy.backoff(i) if i < policy.max_attempts else 0.0
+        result = _attempt(run, version, sdist, number, variant, recipe if i == 1 else Recipe(),
+                          backoff=wait)
         if result.ok or result.fatal:
             return result
         if run.builder is builder:
             step += 1
-        wait = policy.backoff(i) if i < policy.max_attempts else 0.0
-        run.events[-1]["metadata"]["backoff"] = wait
         if wait:
             time.sleep(wait)
     assert result is not None
@@ -324,6 +323,21 @@ def _attempt_all(run: _Run, version: str, sdist: Path, first_number: int = 1) ->
     return result
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What one try of an attempt builds, and how: the same for every builder."""
+
+    sdist: Path
+    #: the package's fixed build folder (the same source path on every attempt)
+    work: Path
+    variant: Variant
+    recipe: Recipe
+    log_path: Path
+    #: SOURCE_DATE_EPOCH of the build
+    epoch: int
+    env: AttemptEnv
+
+
 def _attempt(
     run: _Run,
     version: str,
@@ -332,12 +346,14 @@ def _attempt(
     variant_name: str,
     recipe: Recipe,
     tried: tuple[AttemptResult, ...] = (),
+    backoff: float | None = None,
 ) -> AttemptResult:
     """One attempt. A covered build first uses the shared environment the warm-up made, else
     installs its own offline from the warm folder; when that environment lacks a requirement
     (one the backend names at build time), the same attempt runs again in the next way
     (shared, then offline, then online; `tried` are the earlier tries), and only the last try
-    counts: for the attempt budget, variant statistics and requeue."""
+    counts: for the attempt budget, variant statistics and requeue. `backoff` is the wait
+    after this attempt should it fail (None when no attempt of the ladder follows it)."""
     settings, node = run.settings, run.node
     # every attempt builds the file that was checked: one changed since stops the build
     sdist_sha = run.sdist_sha.get(sdist)
@@ -353,49 +369,39 @@ def _attempt(
     log_path.write_text(
         f"# refinery build of {node.name} {version}: attempt {number}, variant {variant_name}\n"
     )
-    done = {t.build_env for t in tried}
-    shared: SharedEnv | None = None
-    offline = None
-    if run.warm is not None and "online" not in done:
-        if not done:
-            shared = shared_env(settings, run.warm, node.key, sdist_sha, variant, node.name)
-        if shared is None and "offline" not in done:
-            offline = offline_vars(settings, run.warm, node.key, sdist_sha, variant, node.name)
-    build_env = "shared" if shared is not None else "offline" if offline is not None else "online"
+    env = attempt_env(settings, run.warm, node.key, sdist_sha, variant, node.name,
+                      {t.build_env for t in tried})
     with open(log_path, "a", encoding="utf-8") as fh:
         for t in tried:
             fh.write(
                 f"# the {t.build_env} build environment lacked {', '.join(t.missing)} "
-                f"(log: {t.log_path}): this attempt runs {build_env}\n"
+                f"(log: {t.log_path}): this attempt runs {env.kind}\n"
             )
-        if shared is not None:
-            fh.write(f"# build environment: the warm-up's shared one, {shared.path}\n")
-        elif offline is not None:
-            fh.write(f"# build environment installed offline from {run.warm['folder']}\n")
+        if env.shared is not None:
+            fh.write(f"# build environment: the warm-up's shared one, {env.shared.path}\n")
+        elif env.offline is not None and run.warm is not None:
+            fh.write(f"# build environment installed offline from {run.warm.folder}\n")
     recipes_before = len(run.recipes)
     # one fixed folder per package: the same source path on every attempt and every rebuild
     work = inside(paths.builds, key)
     # a build of a run killed by SIGKILL can still be running in this folder: end it first
     proc.kill_stale_group(_pid_file(work), str(work))
     shutil.rmtree(work, ignore_errors=True)
-    dist_dir = work / "dist"
-    dist_dir.mkdir(parents=True)
+    (work / "dist").mkdir(parents=True)
     started = time.time()
-    result = AttemptResult(number, variant_name, log_path, ok=False, duration=0.0)
-    result.build_env = build_env
+    result = AttemptResult(number, variant_name, log_path, ok=False, duration=0.0,
+                           build_env=env.kind, builder=str(run.builder))
     error = ""
-    result.builder = str(run.builder)
     run.cross_meta, run.repair_meta = {}, {}
     with open(log_path, "a", encoding="utf-8") as fh:
         fh.write(f"# builder: {run.builder}\n")
     try:
         epoch = source_date_epoch(sdist)
+        job = _Job(sdist, work, variant, recipe, log_path, epoch, env)
         if run.builder is BuilderKind.CONTAINER:
-            wheel = _container_build(run, sdist, work, variant, recipe, log_path, epoch, result,
-                                     offline)
+            wheel: Path | None = _container_build(run, job)
         else:
-            wheel = _host_build(run, sdist, work, variant, recipe, log_path, epoch, result,
-                                offline, shared)
+            wheel = _host_build(run, job, result)
         if wheel is not None:
             normalize_wheel(wheel, epoch)
             result.wheel = wheel
@@ -404,19 +410,17 @@ def _attempt(
             result.ok = True
     except (CommandError, BuildError) as exc:
         result.fatal = isinstance(exc, SdistUnpackError)
-        result.exit_code = getattr(exc, "returncode", result.exit_code)
+        if isinstance(exc, CommandError):
+            result.exit_code = exc.returncode
         error = str(exc) if isinstance(exc, BuildError) else ""
         with open(log_path, "a", encoding="utf-8") as fh:
             fh.write(f"refinery: {exc}\n")
     result.duration = time.time() - started
-    missing = []
-    if not result.ok and shared is not None and result.exit_code == build_in_env.UNMET_EXIT:
-        missing = shared_unmet(log_path)
-    elif not result.ok and offline is not None:
-        missing = offline_miss(log_path)
+    missing = [] if result.ok else env.lacked(log_path, result.exit_code)
     if missing:
         _set_try_aside(run, result, missing, recipes_before)
-        return _attempt(run, version, sdist, number, variant_name, recipe, (*tried, result))
+        return _attempt(run, version, sdist, number, variant_name, recipe, (*tried, result),
+                        backoff)
     result.duration += sum(t.duration for t in tried)
     if not result.ok:
         result.hints = [h.to_json() for h in match_log(log_path) if h.category != "advice"]
@@ -426,19 +430,7 @@ def _attempt(
         result.detail = f"attempt {number} ({variant_name}) failed ({why}): {result.error_line}"
         shutil.rmtree(work, ignore_errors=True)
     run.attempts.append(result)
-    earlier: dict[str, Any] = {}
-    for t in tried:
-        earlier.update(
-            {
-                f"{t.build_env}_missing": t.missing,
-                f"{t.build_env}_log": str(t.log_path),
-                f"{t.build_env}_duration": round(t.duration, 3),
-            }
-        )
-    run.event(
-        version,
-        Status.ATTEMPT,
-        "succeeded" if result.ok else result.detail,
+    meta = AttemptMeta(
         attempt=number,
         variant=variant_name,
         ok=result.ok,
@@ -446,18 +438,18 @@ def _attempt(
         timed_out=result.timed_out,
         duration=round(result.duration, 3),
         log_path=str(log_path),
-        build_env=build_env,
+        build_env=env.kind,
         builder=result.builder,
-        **earlier,
-        hints=result.hints,
-        # a missing Python dependency or system package says nothing about the variant
-        # (see attempts.py)
+        earlier=tuple(EarlierTry(t.build_env, tuple(t.missing), str(t.log_path),
+                                 round(t.duration, 3)) for t in tried),
+        hints=tuple(result.hints),
         dependency_missing=any(h.get("category") == "python-dep" for h in result.hints),
         system_missing=any(h.get("apt") or h.get("dnf") for h in result.hints),
-        # a cross-specific failure says nothing about the variant either: the same variant
-        # runs again in the container builder
         cross_specific=result.builder == BuilderKind.CROSS and run.builder != result.builder,
+        backoff=None if result.ok or result.fatal else backoff,
     )
+    run.event(version, Status.ATTEMPT, "succeeded" if result.ok else result.detail,
+              **meta.to_json())
     return result
 
 
@@ -482,18 +474,7 @@ def _set_try_aside(
     tried.log_path, tried.missing = kept, missing
 
 
-def _host_build(
-    run: _Run,
-    sdist: Path,
-    work: Path,
-    variant,
-    recipe: Recipe,
-    log_path: Path,
-    epoch: int,
-    result: AttemptResult,
-    offline: dict[str, str] | None = None,
-    shared: SharedEnv | None = None,
-) -> Path | None:
+def _host_build(run: _Run, job: _Job, result: AttemptResult) -> Path | None:
     """One attempt that compiles on this host, from a fixed source folder: for this host
     (local) or for the target (cross); None if the build itself failed.
 
@@ -501,9 +482,10 @@ def _host_build(
     (repair.py), the smoke import on the target's arch (here for local, in the target image
     under qemu for cross), and the caller normalises."""
     settings = run.settings
+    work, recipe, log_path, shared = job.work, job.recipe, job.log_path, job.env.shared
     cross = run.builder is BuilderKind.CROSS
     python = interpreter_for(settings.target.python)
-    src = extract_sdist(sdist, work / "src")
+    src = extract_sdist(job.sdist, work / "src")
     packages: tuple[str, ...] = ()
     if cross and not recipe.empty:
         record, packages = cross_recipe(recipe, settings, log_path)
@@ -511,21 +493,20 @@ def _host_build(
     tools = tools_for(settings, packages, log_path) if cross else None
     # setuptools replaces the interpreter's flags by CFLAGS; meson and CMake add CFLAGS to
     # their own (release) flags, so they get only what the refinery adds
-    reqs = read_build_requires(sdist)
+    reqs = read_build_requires(job.sdist)
     flags = ""
     if not reqs.backend.startswith(OWN_FLAGS_BACKENDS):
         flags = tools.python.cflags if tools else _interpreter_cflags(python)
-    env = _build_env(run.node.name, settings, variant, work, recipe, src, epoch, flags)
-    env.update(offline or {})
+    env = _build_env(run.node.name, settings, job.variant, work, recipe, src, job.epoch, flags)
+    env.update(job.env.offline or {})
     if not cross and not recipe.empty:
         run.recipes.append(apply_on_host(recipe, settings.recipes, log_path, work, env))
     dist_dir = work / "dist"
     ldpaths: tuple[Path, ...] = ()
-    override = settings.overrides.get(run.node.name, {})
-    config_settings = tuple(override.get("config_settings") or ())
+    override = settings.override(run.node.name)
     if tools is not None:
-        run.cross_meta = tools.provenance()
-        libraries = target_libraries_for(tools, override, settings, log_path)
+        run.cross_meta = dict(tools.provenance())
+        libraries = target_libraries_for(tools, override.to_json(), settings, log_path)
         if libraries:
             run.cross_meta["target_libraries"] = [
                 f"{b.library.name} {b.library.version}" for b in libraries]
@@ -536,8 +517,8 @@ def _host_build(
         res, _ = run_cross_build(
             tools, reqs, src, work, env, log_path, python=python,
             env_python=shared.python if shared is not None else None,
-            isolation=variant.isolation, timeout=settings.attempts.timeout,
-            pid_file=_pid_file(work), config_settings=config_settings,
+            isolation=job.variant.isolation, timeout=settings.attempts.timeout,
+            pid_file=_pid_file(work), config_settings=override.config_settings,
             libraries=tuple(b.prefix for b in libraries),
         )
         ldpaths = tuple(tools.python.lib_dirs)
@@ -546,9 +527,9 @@ def _host_build(
             argv = [python, build_in_env.__file__, "--python", str(shared.python)]
         else:
             argv = [python, "-m", "build", "--wheel"]
-        argv += [a for c in config_settings for a in ("--config-setting", c)]
+        argv += [a for c in override.config_settings for a in ("--config-setting", c)]
         argv += ["--outdir", str(dist_dir)]
-        if not variant.isolation:
+        if not job.variant.isolation:
             argv.append("--no-isolation")
         argv.append(str(src))
         res = proc.run(
@@ -565,7 +546,7 @@ def _host_build(
         return None
     built = _single_wheel(dist_dir)
     if cross:
-        from .containers import check_wheel_arch
+        from .container_attempt import check_wheel_arch
 
         check_wheel_arch(built, settings.target.arch, log_path)
     repaired = repair_wheel(built, settings.target, work, log_path, ldpaths)
@@ -589,7 +570,7 @@ def _host_build(
 def _cross_smoke(run: _Run, wheel: Path, work: Path, log_path: Path) -> dict[str, Any]:
     """Import the cross-built wheel in the target image under qemu, network off, before it
     lands; a module that does not import fails the attempt with the import error."""
-    from .containers import smoke_in_container
+    from .container_attempt import smoke_in_container
 
     settings = run.settings
     c = settings.container
@@ -620,22 +601,14 @@ def _step_down(run: _Run, result: AttemptResult) -> None:
                  "attempt runs in the container builder\n")
 
 
-def _container_build(
-    run: _Run,
-    sdist: Path,
-    work: Path,
-    variant,
-    recipe: Recipe,
-    log_path: Path,
-    epoch: int,
-    result: AttemptResult,
-    offline: dict[str, str] | None = None,
-) -> Path:
+def _container_build(run: _Run, job: _Job) -> Path:
     """One attempt in a fresh container of the target architecture (recipes run inside)."""
-    from .containers import build_in_container, ensure_image
+    from .container_attempt import build_in_container
+    from .container_images import ensure_image
 
     settings, c = run.settings, run.settings.container
     assert c is not None
+    recipe, log_path = job.recipe, job.log_path
     target = settings.target
     image = ensure_image(
         c.engine,
@@ -646,8 +619,8 @@ def _container_build(
         log_path=log_path,
     )
     # the build's own variables only: the host's environment stays out of the container
-    env = _build_vars(run.node.name, settings, variant, work, recipe, epoch)
-    env.update(offline or {})
+    env = _build_vars(run.node.name, settings, job.variant, job.work, recipe, job.epoch)
+    env.update(job.env.offline or {})
     packages, steps = recipe.system_packages, recipe.steps
     if not recipe.empty:
         policy = settings.recipes
@@ -666,15 +639,15 @@ def _container_build(
             packages, steps = (), ()
         run.recipes.append(record)
     res = build_in_container(
-        sdist,
-        work,
+        job.sdist,
+        job.work,
         engine=c.engine,
         image=image,
         preset=c.preset or None,
         arch=target.arch,
         target_platform_tag=target.platform_tag,
         python_tag=target.python_tag,
-        variant="isolated" if variant.isolation else "no-isolation",
+        variant="isolated" if job.variant.isolation else "no-isolation",
         system_packages=packages,
         recipe_steps=steps,
         env=env,
@@ -684,8 +657,7 @@ def _container_build(
         timeout=settings.attempts.timeout,
         network=c.network,
         find_links=[settings.paths.wheels, settings.paths.downloads],
-        config_settings=tuple(settings.overrides.get(run.node.name, {}).get("config_settings")
-                              or ()),
+        config_settings=settings.override(run.node.name).config_settings,
     )
     run.container_meta = res.metadata()
     return res.wheel
@@ -695,7 +667,7 @@ def _cached_outcome(node: PlanNode, sdist: Path, settings: Settings) -> Outcome 
     paths = settings.paths
     sdist_sha = sha256_file(sdist)
     record_path = inside(
-        paths.wheels / ".records", f"{node.key}-{build_key(node, settings, sdist_sha)}.json"
+        paths.wheel_records, f"{node.key}-{build_key(node, settings, sdist_sha)}.json"
     )
     if not record_path.exists():
         return None
@@ -747,7 +719,7 @@ def _success(run: _Run, result: AttemptResult, version: str, sdist: Path) -> Out
             f"newest version every dependent allows"
         )
     record = inside(
-        settings.paths.wheels / ".records",
+        settings.paths.wheel_records,
         f"{node.key}-{build_key(node, settings, sha256_file(sdist))}.json",
     )
     write_json(
@@ -791,10 +763,7 @@ def _failure(run: _Run, result: AttemptResult) -> BuildError:
     detail = failure_line(result.error_line, hints, result.log_path)
     meta |= {"reason": reason, "error_line": result.error_line}
     run.event(node.version, Status.FAILED, detail, **meta)
-    err = BuildError(detail, result.log_path, hints)
-    err.events = run.events  # type: ignore[attr-defined]
-    err.metadata = meta  # type: ignore[attr-defined]
-    return err
+    return BuildError(detail, result.log_path, hints, events=run.events, metadata=meta)
 
 
 def _metadata(run: _Run, result: AttemptResult, sdist: Path | None) -> dict[str, Any]:

@@ -3,7 +3,8 @@ serve, queue, worker.
 
 This module holds only the top level: which command, `--version`, help, and turning errors
 into exit codes. The run lives in cli_run (its options in cli_options), the tools reading a
-run's results in cli_tools, the panel's commands in panel_cli.
+run's results in cli_tools, the panel's commands in panel_cli; each command's `Command` (its
+summary, description and options) stands next to its code.
 """
 
 from __future__ import annotations
@@ -11,27 +12,15 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import cli_run, cli_tools, panel_cli
-from .cli_options import EXIT_CODES, PRECEDENCE, Parser, make_parser
+from .cli_options import EXIT_CODES, PRECEDENCE, Command, Parser, make_parser
 from .cli_run import config_from_args, refinery_version, run  # noqa: F401 - the API
 from .errors import RefineryError
 
 DEMO_DEST = "refinery-demo"
-
-
-@dataclass(frozen=True)
-class Command:
-    """A subcommand: its one-line summary, the options it adds to its parser, and what it
-    does with its parser and the arguments after its name."""
-
-    name: str
-    summary: str
-    configure: Callable[[argparse.ArgumentParser], None]
-    main: Callable[[argparse.ArgumentParser, list[str]], int]
 
 
 def _run_main(parser: argparse.ArgumentParser, argv: list[str]) -> int:
@@ -39,10 +28,6 @@ def _run_main(parser: argparse.ArgumentParser, argv: list[str]) -> int:
 
 
 def _configure_demo(p: argparse.ArgumentParser) -> None:
-    p.description = (
-        "Run the bundled example (a pure wheel and a C extension built for s390x, refined for "
-        "this machine, offline): everything is written under DEST (DEST/output, DEST/cache)."
-    )
     p.epilog = EXIT_CODES
     p.add_argument("dest", metavar="DEST", nargs="?", default=f"./{DEMO_DEST}",
                    help="folder for the demo's output and cache")
@@ -67,18 +52,14 @@ def _demo_main(parser: argparse.ArgumentParser, argv: list[str]) -> int:
 
 COMMANDS: tuple[Command, ...] = (
     Command("run", "refine a wheelhouse (the default: `refinery --input ...` runs it)",
-            cli_run.configure, _run_main),
-    Command("demo", "run the bundled example into DEST", _configure_demo, _demo_main),
-    Command("history", "recent events and failures from the history database",
-            cli_tools.configure_history, cli_tools.history_main),
-    Command("verify", "rebuild the last run's wheels and compare them",
-            cli_tools.configure_verify, cli_tools.verify_main),
-    Command("diff", "differences between two runs", cli_tools.configure_diff,
-            cli_tools.diff_main),
-    Command("serve", "the web panel", panel_cli.configure_serve, panel_cli.serve),
-    Command("queue", "the retry queue's length", panel_cli.configure_queue, panel_cli.queue),
-    Command("worker", "drain the retry queue and rebuild what it holds",
-            panel_cli.configure_worker, panel_cli.worker),
+            cli_run.DESCRIPTION, cli_run.configure, _run_main),
+    Command("demo", "run the bundled example into DEST",
+            "Run the bundled example (a pure wheel and a C extension built for s390x, refined "
+            "for this machine, offline): everything is written under DEST (DEST/output, "
+            "DEST/cache).",
+            _configure_demo, _demo_main),
+    *cli_tools.COMMANDS,
+    *panel_cli.COMMANDS,
 )
 BY_NAME = {c.name: c for c in COMMANDS}
 
@@ -101,8 +82,11 @@ def build_parser() -> tuple[Parser, dict[str, argparse.ArgumentParser]]:
     parsers: dict[str, argparse.ArgumentParser] = {}
     for command in COMMANDS:
         sub = subs.add_parser(command.name, help=command.summary, prog=f"refinery {command.name}",
+                              description=command.description,
                               formatter_class=top.formatter_class)
         command.configure(sub)
+        if command.json:
+            sub.add_argument("--json", action="store_true", help=command.json)
         parsers[command.name] = sub
     return top, parsers
 

@@ -37,9 +37,10 @@ class ConfigSource:
             return cfg.load_file(self.path)
         data = _read_toml(self.path)
         for key in self.table:
-            data = data.get(key)
-            if not isinstance(data, dict):
+            table = data.get(key)
+            if not isinstance(table, dict):
                 raise ConfigError(f"{self.path} has no [{'.'.join(self.table)}] table")
+            data = table
         return data
 
     def describe(self) -> str:

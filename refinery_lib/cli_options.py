@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypedDict
 
 from . import config as cfg
 from .errors import ConfigError
@@ -56,7 +56,7 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"refinery: error: {message} (see '{self.prog} --help')\n")
 
-    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+    def parse_args(self, args=None, namespace=None):
         ns, extra = self.parse_known_args(args, namespace)
         if extra:
             self.error(self.unrecognized(extra))
@@ -130,6 +130,22 @@ def _show(value: Any) -> str:
 def make_parser(prog: str, description: str = "", epilog: str = "") -> Parser:
     return Parser(prog=prog, description=description, epilog=epilog,
                   formatter_class=HelpFormatter)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand of `refinery`: its one-line summary (in `refinery --help`) and its
+    description (in its own help), the options it adds to its parser, and what it does with
+    its parser and the arguments after its name."""
+
+    name: str
+    summary: str
+    description: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    main: Callable[[argparse.ArgumentParser, list[str]], int]
+    #: the help of its `--json` switch (listed after its own options); "" for a command
+    #: that prints no JSON
+    json: str = ""
 
 
 # converters: an option's value -> the config value it sets
@@ -220,8 +236,14 @@ def _opt(group: str, *flags: str, help: str, key: tuple[str, ...] = (), convert=
                      required, show_default)
 
 
-SWITCH = {"action": "store_true"}
-LIST = {"action": "append"}
+class ArgAction(TypedDict):
+    """An argparse `action`, spread into `_opt` (`**SWITCH`, `**LIST`)."""
+
+    action: str
+
+
+SWITCH: ArgAction = {"action": "store_true"}
+LIST: ArgAction = {"action": "append"}
 
 RUN_OPTIONS: tuple[RunOption, ...] = (
     _opt("paths", "--input", key=("input",), convert=abspath, required=True, metavar="FOLDER",
@@ -319,8 +341,9 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
          help="Snakemake workflow profile: a name under profiles/ or a folder"),
     _opt("execution", "--dry-run", "-n", **SWITCH, help="show the jobs, run nothing"),
     _opt("execution", "--prefetch", **SWITCH,
-         help="warm-up: plan and download every sdist to build into CACHE/downloads, build "
-         "nothing (the workflow's `prefetch` target)"),
+         help="warm-up: plan, then download every sdist to build (CACHE/downloads) and its "
+         "build requirements as wheels (CACHE/buildenv); build nothing (the workflow's "
+         "`prefetch` target)"),
     _opt("execution", "--rebuild", metavar="NAME", **LIST,
          help="rebuild NAME even if its wheel is up to date; repeatable"),
     _opt("execution", "--no-closure-check", key=("closure_check",), convert=negated,
@@ -342,6 +365,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         action = groups[opt.group].add_argument(
             *opt.flags, dest=opt.dest, default=None, help=opt.help, **opt.kwargs
         )
+        # HelpFormatter reads these back with getattr: argparse.Action declares no such fields
         action.config_key = opt.key  # type: ignore[attr-defined]
         action.fallback_text = opt.fallback_text  # type: ignore[attr-defined]
         action.show_default = opt.show_default  # type: ignore[attr-defined]

@@ -33,7 +33,7 @@ from .cli_options import (
 from .errors import ConfigError, RefineryError
 from .prechecks import RunPaths, check_paths, check_target
 from .run_id import RUN_ID_ENV, new_run_id
-from .settings import Settings
+from .settings import Settings, WorkflowFiles
 
 RESULTS = "results"
 #: extra workflow runs when failed builds reveal missing Python dependencies
@@ -220,7 +220,7 @@ def snakemake_argv(
 
 def _prepare_image(settings: Settings) -> None:
     """Build the debian builder image on first use, with its progress on the terminal."""
-    from .containers import ensure_image
+    from .container_images import ensure_image
 
     c = settings.container
     assert c is not None
@@ -243,19 +243,19 @@ def forced_targets(settings: Settings, names: list[str]) -> list[str]:
     (call only while holding the cache's lock: it deletes records)."""
     from packaging.utils import canonicalize_name
 
-    from .files import read_json
+    from .models import Action, Plan
 
     wanted = {canonicalize_name(n) for n in names}
-    plan = settings.paths.results / "plan" / "plan.json"
-    if not wanted or not plan.exists():
+    if not wanted or not settings.paths.plan.exists():
         return []
+    # relative to Snakemake's working directory, as the rule's output pattern is
+    rule_files = WorkflowFiles(Path(RESULTS))
     targets = []
-    for node in read_json(plan)["nodes"]:
-        if node["name"] in wanted and node["action"] == "build":
-            # relative to the working directory, as the rule's output pattern is
-            targets.append(f"{RESULTS}/outcomes/{node['key']}.json")
-            records = settings.paths.wheels / ".records"
-            for rec in records.glob(f"{node['key']}-*.json") if records.is_dir() else []:
+    for node in Plan.from_file(settings.paths.plan).nodes(Action.BUILD):
+        if node.name in wanted:
+            targets.append(str(rule_files.outcome(node.key)))
+            records = settings.paths.wheel_records
+            for rec in records.glob(f"{node.key}-*.json") if records.is_dir() else []:
                 rec.unlink()
     return targets
 
@@ -328,8 +328,7 @@ def forget_stale_records(settings: Settings) -> list[str]:
     from .steps import forget_unreachable_plan
 
     notes = []
-    results = settings.paths.results
-    if note := forget_unreachable_plan(results / "plan" / "plan.json"):
+    if note := forget_unreachable_plan(settings.paths.plan):
         notes.append(note)
     if note := set_aside_if_damaged(settings.paths.history_db):
         notes.append(note)
@@ -340,7 +339,7 @@ def forget_stale_records(settings: Settings) -> list[str]:
         settings.paths.manifest.unlink()
     # Snakemake remakes a missing intermediate only when something downstream is wanted
     if notes or not settings.paths.manifest.exists():
-        (results / "aggregate" / "complete.json").unlink(missing_ok=True)
+        settings.paths.complete.unlink(missing_ok=True)
     return notes
 
 

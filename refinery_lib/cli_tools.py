@@ -1,8 +1,8 @@
 """`refinery history | verify | diff`: reading what runs left behind.
 
-Each command is a `configure(parser)` that adds its options (to its subcommand parser) and a
-`main(parser, argv)` that parses and acts, so `refinery --help` and the command share one
-definition.
+Each command is a `configure(parser)` that adds its own options to its subcommand parser and a
+`main(parser, argv)` that parses and acts; its summary, description and `--json` switch are
+in its `Command` (COMMANDS, which `refinery --help` lists).
 """
 
 from __future__ import annotations
@@ -13,27 +13,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .cli_options import Command
 from .errors import RefineryError
 from .settings import Settings
 
-HISTORY = "Recent events, top failures and a package summary from the history database."
-VERIFY = (
-    "Rebuild every built wheel of the last run from a clean folder and compare sha256; "
-    "re-run the closure check and import smoke tests. Exit 1 if anything differs or fails."
-)
-DIFF = (
-    "Differences between two runs: two manifests or two output folders. Exit 0 if they "
-    "are identical, 1 if not."
-)
-
 
 def configure_history(p: argparse.ArgumentParser) -> None:
-    p.description = HISTORY
     p.add_argument("--cache", help="cache folder (history at CACHE/history.db)")
     p.add_argument("--db", "--history-db", dest="db", help="history database path")
     p.add_argument("--package", help="summary and events of one package")
     p.add_argument("--limit", type=int, default=20, help="events and failures to list")
-    p.add_argument("--json", action="store_true", help="print it all as JSON")
 
 
 def history_main(p: argparse.ArgumentParser, argv: list[str]) -> int:
@@ -80,6 +69,11 @@ def history_main(p: argparse.ArgumentParser, argv: list[str]) -> int:
     return 0
 
 
+HISTORY = Command("history", "recent events and failures from the history database",
+                  "Recent events, top failures and a package summary from the history database.",
+                  configure_history, history_main, json="print it all as JSON")
+
+
 def workflow_settings(cache: Path, output: Path | None) -> Settings:
     """Settings of the last `refinery` run that used this cache."""
     import yaml
@@ -96,11 +90,9 @@ def workflow_settings(cache: Path, output: Path | None) -> Settings:
 
 
 def configure_verify(p: argparse.ArgumentParser) -> None:
-    p.description = VERIFY
     p.add_argument("--cache", required=True, help="cache folder of the run to verify")
     p.add_argument("--output", help="output folder (default: the run's)")
     p.add_argument("--no-rebuild", action="store_true", help="closure and smoke tests only")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def verify_main(p: argparse.ArgumentParser, argv: list[str]) -> int:
@@ -137,11 +129,16 @@ def verify_main(p: argparse.ArgumentParser, argv: list[str]) -> int:
     return 1 if bad else 0
 
 
+VERIFY = Command("verify", "rebuild the last run's wheels and compare them",
+                 "Rebuild every built wheel of the last run from a clean folder and compare "
+                 "sha256; re-run the closure check and import smoke tests. Exit 1 if anything "
+                 "differs or fails.",
+                 configure_verify, verify_main, json="print the report as JSON")
+
+
 def configure_diff(p: argparse.ArgumentParser) -> None:
-    p.description = DIFF
     p.add_argument("old", help="the earlier run: a manifest.json or an output folder")
     p.add_argument("new", help="the later run: a manifest.json or an output folder")
-    p.add_argument("--json", action="store_true", help="print the differences as JSON")
 
 
 def diff_main(p: argparse.ArgumentParser, argv: list[str]) -> int:
@@ -151,3 +148,12 @@ def diff_main(p: argparse.ArgumentParser, argv: list[str]) -> int:
     result = diff_manifests(load_manifest(Path(args.old)), load_manifest(Path(args.new)))
     print(json.dumps(result, indent=2) if args.json else render(result))
     return 0 if result["identical"] else 1
+
+
+DIFF = Command("diff", "differences between two runs",
+               "Differences between two runs: two manifests or two output folders. Exit 0 if they "
+               "are identical, 1 if not.",
+               configure_diff, diff_main, json="print the differences as JSON")
+
+#: the commands of this module, in the order `refinery --help` lists them
+COMMANDS = (HISTORY, VERIFY, DIFF)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from .errors import IndexAccessError, InvalidWheelError, UnsafeNameError
 from .files import place_wheel
@@ -25,19 +26,7 @@ def reuse_wheels(
         src = Path(rec["path"])
         dest = place_wheel(src, settings.paths.output, rec["sha256"])
         meta = {"tags": rec["tags"], "input_file": rec["file"], "needed_by": list(node.needed_by)}
-        outcomes.append(
-            Outcome(
-                name=node.name,
-                version=node.version,
-                status=Status.REUSED,
-                path=str(dest),
-                detail=node.detail,
-                sha256=rec["sha256"],
-                wheel=dest.name,
-                metadata=meta,
-                events=[new_event(node.name, node.version, Status.REUSED, node.detail, **meta)],
-            )
-        )
+        outcomes.append(_landed(node, Status.REUSED, dest, rec["sha256"], meta))
     return outcomes
 
 
@@ -83,17 +72,21 @@ def fetch_wheels(nodes: list[PlanNode], settings: Settings) -> list[Outcome]:
             )
             continue
         meta["download_cached"] = cached
-        outcomes.append(
-            Outcome(
-                name=node.name,
-                version=node.version,
-                status=Status.FETCHED,
-                path=str(dest),
-                detail=node.detail,
-                sha256=sha,
-                wheel=dest.name,
-                metadata=meta,
-                events=[new_event(node.name, node.version, Status.FETCHED, node.detail, **meta)],
-            )
-        )
+        outcomes.append(_landed(node, Status.FETCHED, dest, sha, meta))
     return outcomes
+
+
+def _landed(node: PlanNode, status: Status, dest: Path, sha256: str,
+            meta: dict[str, Any]) -> Outcome:
+    """The outcome of `node`'s wheel, in place at `dest`, and its event."""
+    return Outcome(
+        name=node.name,
+        version=node.version,
+        status=status,
+        path=str(dest),
+        detail=node.detail,
+        sha256=sha256,
+        wheel=dest.name,
+        metadata=meta,
+        events=[new_event(node.name, node.version, status, node.detail, **meta)],
+    )

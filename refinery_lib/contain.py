@@ -235,7 +235,8 @@ WAITED = (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP)
 def _supervise(child: int, grace: float, orphaned: bool) -> int:
     """Wait for `child`, reaping orphans meanwhile; a stop ends it (see the module's text).
     Returns its wait status after the sweep."""
-    deadline = None
+    deadline: float | None = None
+    signum: int  # the signal taken; 0 when the grace ran out
     while True:
         status = _reap(child)
         if status is not None:

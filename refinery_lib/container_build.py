@@ -5,7 +5,7 @@ dependencies: the host mounts this file read-only and runs
 
     python3 container_build.py /work/request.json
 
-The request (written by `refinery_lib.containers`) says what to build; this script
+The request (written by `refinery_lib.container_attempt`) says what to build; this script
 1. checks that the container's Python matches the target python tag,
 2. installs the requested system packages (dnf or apt-get) and runs the recipe steps,
 3. builds the wheel with `python -m build --wheel` (isolated, or `--no-isolation`),
@@ -19,6 +19,7 @@ which the host appends to the attempt's log.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -36,7 +37,8 @@ try:  # on the host, a module of the package
     from .platform_tags import host_arch, split_platform
 except ImportError:  # a script in a builder container: platform_tags.py is mounted beside it
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from platform_tags import host_arch, split_platform
+    _tags = importlib.import_module("platform_tags")
+    host_arch, split_platform = _tags.host_arch, _tags.split_platform
 
 MARK = "== [refinery]"
 SMOKE_MARK = "REFINERY-SMOKE "
@@ -396,11 +398,6 @@ def repair(req: dict, wheel: str, work: str) -> dict:
     o_family, o_glibc, _ = split_platform(overall)
     info["achieved"] = overall
     satisfiable = o_family == family and o_glibc is not None and tuple(o_glibc) <= tuple(glibc)
-    if satisfiable and repaired is None:
-        # the symbols allow the policy, so auditwheel itself failed (a tool, a library to graft)
-        lines = [ln for ln in out.strip().splitlines() if ln.strip()]
-        raise StageError("repair", f"auditwheel repair --plat {requested} failed (exit {code}): "
-                         f"{lines[-1] if lines else 'no output'}", policy=info)
     if not satisfiable:
         policies = policy_table()
         versioned = data.get("versioned_symbols") or {}
@@ -426,6 +423,11 @@ def repair(req: dict, wheel: str, work: str) -> dict:
         info.update(blockers=blockers, blocking_symbols=symbols, libs_to_eliminate=libs,
                     met=False, repair_exit=code)
         raise StageError("policy", detail, policy=info)
+    if repaired is None:
+        # the symbols allow the policy, so auditwheel itself failed (a tool, a library to graft)
+        lines = [ln for ln in out.strip().splitlines() if ln.strip()]
+        raise StageError("repair", f"auditwheel repair --plat {requested} failed (exit {code}): "
+                         f"{lines[-1] if lines else 'no output'}", policy=info)
     # Every manylinux tag in the repaired name must be one the wheel satisfies.
     claimed = wheel_platforms(os.path.basename(repaired))
     honest = []

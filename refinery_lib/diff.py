@@ -82,27 +82,22 @@ def diff_manifests(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: how `render` shows each kind of difference, in its order
+_SHOWN = (
+    ("added", "+ {name} {version} ({status})"),
+    ("removed", "- {name} {version} ({status})"),
+    ("version_changed", "~ {name}: version {old} -> {new}"),
+    ("tag_changed", "~ {name}: wheel {old} -> {new}"),
+    ("hash_changed", "! {name} {version}: same wheel name, different sha256 "
+                     "({old:.12} -> {new:.12}): not reproducible"),
+    ("new_failures", "x {name} {version}: now {status}: {detail:.120}"),
+    ("fixed_failures", "v {name} {version}: fixed ({was} -> {now})"),
+    ("status_changed", "~ {name}: {was} -> {now}"),
+)
+
+
 def render(diff: dict[str, Any]) -> str:
+    """The differences as text, one line each."""
     if diff["identical"]:
         return "no differences"
-    lines = []
-    for e in diff["added"]:
-        lines.append(f"+ {e['name']} {e['version']} ({e['status']})")
-    for e in diff["removed"]:
-        lines.append(f"- {e['name']} {e['version']} ({e['status']})")
-    for e in diff["version_changed"]:
-        lines.append(f"~ {e['name']}: version {e['old']} -> {e['new']}")
-    for e in diff["tag_changed"]:
-        lines.append(f"~ {e['name']}: wheel {e['old']} -> {e['new']}")
-    for e in diff["hash_changed"]:
-        lines.append(
-            f"! {e['name']} {e['version']}: same wheel name, different sha256 "
-            f"({e['old'][:12]} -> {e['new'][:12]}): not reproducible"
-        )
-    for e in diff["new_failures"]:
-        lines.append(f"x {e['name']} {e['version']}: now {e['status']}: {e['detail'][:120]}")
-    for e in diff["fixed_failures"]:
-        lines.append(f"v {e['name']} {e['version']}: fixed ({e['was']} -> {e['now']})")
-    for e in diff["status_changed"]:
-        lines.append(f"~ {e['name']}: {e['was']} -> {e['now']}")
-    return "\n".join(lines)
+    return "\n".join(line.format(**e) for key, line in _SHOWN for e in diff[key])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 
 class RefineryError(Exception):
@@ -36,12 +38,27 @@ class UnsafeNameError(RefineryError):
 
 
 class BuildError(RefineryError):
-    """A build failed; `log_path` holds the details."""
+    """A build failed; `log_path` holds the details.
 
-    def __init__(self, message: str, log_path: Path | None = None, hints: list | None = None):
+    A failure that ran attempts (`build.build_package`) carries what the build step records:
+    `events`, the package's history events (attempts, recipes, the failure itself), and
+    `metadata`, the failure event's metadata (attempts, hints, `missing_python_deps`...). An
+    error raised before any attempt leaves both empty."""
+
+    def __init__(
+        self,
+        message: str,
+        log_path: Path | None = None,
+        hints: Sequence[dict[str, Any]] = (),
+        *,
+        events: Sequence[dict[str, Any]] = (),
+        metadata: Mapping[str, Any] | None = None,
+    ):
         super().__init__(message)
         self.log_path = log_path
-        self.hints = hints or []
+        self.hints: list[dict[str, Any]] = list(hints)
+        self.events: list[dict[str, Any]] = list(events)
+        self.metadata: dict[str, Any] = dict(metadata or {})
 
 
 class SdistUnpackError(BuildError):

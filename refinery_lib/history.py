@@ -653,7 +653,7 @@ class EmptyHistory(History):
         con = sqlite3.connect(":memory:", isolation_level=None)
         try:
             migrate(con)
-            con.isolation_level = ""
+            con.isolation_level = "DEFERRED"  # sqlite3's default, as History.connect has it
             con.row_factory = sqlite3.Row
             with con:
                 yield con

@@ -95,11 +95,16 @@ def _with_retries(fn: Callable[[], Any]) -> Any:
         stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS),
         wait=tenacity.wait_exponential(multiplier=RETRY_WAIT_INITIAL, max=RETRY_WAIT_MAX)
         + tenacity.wait_random(0, RETRY_WAIT_INITIAL),
-        before_sleep=lambda state: log.warning(
-            "index request failed (%s); try %d of %d", state.outcome.exception(),
-            state.attempt_number + 1, RETRY_ATTEMPTS),
+        before_sleep=_log_retry,
         reraise=True,
     )(fn)
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    """Before a retry's wait: the failure (tenacity calls this with the attempt's outcome)."""
+    failure = state.outcome.exception() if state.outcome is not None else None
+    log.warning("index request failed (%s); try %d of %d", failure,
+                state.attempt_number + 1, RETRY_ATTEMPTS)
 
 
 def safe_filename(name: str) -> str:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+import os
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from .errors import UnsafeNameError
+from .errors import RefineryError, UnsafeNameError
 
 
 class Status(StrEnum):
@@ -50,13 +54,25 @@ def node_key(name: str, version: str) -> str:
     return key
 
 
+def _record(obj: Any, enum_field: str) -> dict[str, Any]:
+    """A dataclass as JSON data, its enum field as plain text."""
+    data = dataclasses.asdict(obj)
+    data[enum_field] = str(data[enum_field])
+    return data
+
+
 @dataclass(frozen=True)
 class WheelRecord:
-    """One file of the input folder, as the scan saw it."""
+    """One file of the input folder as the scan saw it: the file, whether it can be used (or
+    why not), and the metadata it declares."""
 
     file: str
     path: str
     valid: bool
+    #: "wheel", or "sdist" for a source distribution in the wheelhouse (a build's source)
+    kind: str = "wheel"
+    sha256: str = ""
+    size: int = 0
     reason: str = ""
     name: str = ""
     version: str = ""
@@ -64,10 +80,6 @@ class WheelRecord:
     tags: tuple[str, ...] = ()
     requires_dist: tuple[str, ...] = ()
     requires_python: str = ""
-    sha256: str = ""
-    size: int = 0
-    #: "wheel", or "sdist" for a source distribution in the wheelhouse (a build's source)
-    kind: str = "wheel"
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -122,9 +134,7 @@ class PlanNode:
     build_only: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["action"] = str(self.action)
-        return data
+        return _record(self, "action")
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PlanNode:
@@ -133,6 +143,102 @@ class PlanNode:
         for key in ("needed_by", "input_files", "build_deps", "requires_dist", "specifiers"):
             data[key] = tuple(data.get(key, ()))
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class InvalidInput:
+    """An input file the scan refused, and why."""
+
+    file: str
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """plan.json, the output of the plan checkpoint: every `name==version` and what the
+    workflow does with it (in the planner's order), the input files the scan refused, the
+    plan's own history events (missing, skipped, invalid) and the indexes that did not
+    answer. Every reader of the file reads it with `Plan.from_file`."""
+
+    python: str
+    platform_tag: str
+    all_nodes: tuple[PlanNode, ...]
+    invalid: tuple[InvalidInput, ...] = ()
+    events: tuple[dict[str, Any], ...] = ()
+    #: indexes that did not answer: such a plan is made again by the next run
+    #: (steps.forget_unreachable_plan)
+    index_unreachable: tuple[str, ...] = ()
+
+    @classmethod
+    def from_file(cls, path: Path | str) -> Plan:
+        """The plan in `path`: OSError when it cannot be read, ValueError when it is no plan
+        (a half-written file, another JSON document). Read once per version of the file
+        (its inode, size and mtime): input functions and in-process jobs ask for it per job,
+        and a plan of thousands of nodes takes a tenth of a second to read."""
+        st = os.stat(path)
+        return _read_plan(os.fspath(path), (st.st_ino, st.st_size, st.st_mtime_ns))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        target = data.get("target") or {}
+        return cls(
+            python=target.get("python", ""),
+            platform_tag=target.get("platform_tag", ""),
+            all_nodes=tuple(PlanNode.from_json(n) for n in data["nodes"]),
+            invalid=tuple(InvalidInput(**i) for i in data.get("invalid", ())),
+            events=tuple(data.get("events", ())),
+            index_unreachable=tuple(data.get("index_unreachable", ())),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": {"python": self.python, "platform_tag": self.platform_tag},
+            "nodes": [n.to_json() for n in self.all_nodes],
+            "invalid": [dataclasses.asdict(i) for i in self.invalid],
+            "events": list(self.events),
+            "index_unreachable": list(self.index_unreachable),
+        }
+
+    def nodes(self, action: Action | None = None) -> tuple[PlanNode, ...]:
+        """Every node, or those of one action, in the plan's order."""
+        if action is None:
+            return self.all_nodes
+        return self._by_action.get(action, ())
+
+    def node(self, key: str) -> PlanNode:
+        """The node of `key`; RefineryError when the plan has none."""
+        try:
+            return self._by_key[key]
+        except KeyError:
+            raise RefineryError(f"{key} is not in the plan") from None
+
+    def find(self, name: str, version: str) -> PlanNode | None:
+        """The node of `name` `version` as the plan names them (a manifest entry's, or its
+        `fallback_from` version), or None."""
+        return self._by_release.get((name, version))
+
+    @functools.cached_property
+    def _by_action(self) -> dict[Action, tuple[PlanNode, ...]]:
+        return {a: tuple(n for n in self.all_nodes if n.action is a) for a in Action}
+
+    @functools.cached_property
+    def _by_key(self) -> dict[str, PlanNode]:
+        return {n.key: n for n in self.all_nodes}
+
+    @functools.cached_property
+    def _by_release(self) -> dict[tuple[str, str], PlanNode]:
+        return {(n.name, n.version): n for n in self.all_nodes}
+
+
+@functools.lru_cache(maxsize=4)
+def _read_plan(path: str, _version: tuple[int, int, int]) -> Plan:
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    try:
+        return Plan.from_json(data)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path} is not a plan: {exc!r}") from None
 
 
 @dataclass
@@ -150,9 +256,7 @@ class Outcome:
     events: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["status"] = str(self.status)
-        return data
+        return _record(self, "status")
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Outcome:

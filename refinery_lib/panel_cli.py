@@ -2,7 +2,8 @@
 
 The one module of refinery_lib that imports `web` (tests/unit/test_import_graph.py): `serve`
 builds the panel and hands it the run function; `web` is imported in the commands that need
-it, since the web extra may not be installed."""
+it, since the web extra may not be installed. As in cli_tools, each command is a
+`configure(parser)` and a `main(parser, argv)`, with the rest of its help in its `Command`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 from . import cli_run
+from .cli_options import Command
 from .errors import RefineryError
 from .queue import QUEUE_FILE, RetryQueue
 
@@ -25,22 +27,7 @@ def _queue_path(cache: str | None, queue_path: str | None) -> Path:
     raise RefineryError("give --cache or --queue-path")
 
 
-SERVE = (
-    "The web panel: history, charts, hints, logs (live), retry queue. Worker trigger and "
-    "auth come from WORKER_* environment variables (see docs/panel.md)."
-)
-QUEUE = (
-    "Print the retry queue's length (dead letters, the requests the worker could not run, "
-    "are not counted)."
-)
-WORKER = (
-    "Drain the retry queue and rebuild the queued packages with their recipes. Other options "
-    "(--index-url, --jobs, ...) go to the run as `refinery run` takes them."
-)
-
-
 def configure_serve(p: argparse.ArgumentParser) -> None:
-    p.description = SERVE
     p.add_argument("--db", default=os.environ.get("HISTORY_DB"),
                    help="history database (default: $HISTORY_DB, else CACHE/history.db)")
     p.add_argument("--cache", help="cache folder: history, logs and queue inside it")
@@ -125,11 +112,15 @@ def serve(p: argparse.ArgumentParser, argv: list[str]) -> int:
     return 0
 
 
+SERVE = Command("serve", "the web panel",
+                "The web panel: history, charts, hints, logs (live), retry queue. Worker trigger "
+                "and auth come from WORKER_* environment variables (see docs/panel.md).",
+                configure_serve, serve)
+
+
 def configure_queue(p: argparse.ArgumentParser) -> None:
-    p.description = QUEUE
     p.add_argument("--cache", help="cache folder (queue at CACHE/retry_queue.json)")
     p.add_argument("--queue-path", help="queue file, instead of the one in --cache")
-    p.add_argument("--json", action="store_true", help="length and requests as JSON")
 
 
 def queue(p: argparse.ArgumentParser, argv: list[str]) -> int:
@@ -145,21 +136,23 @@ def queue(p: argparse.ArgumentParser, argv: list[str]) -> int:
     return 0
 
 
+QUEUE = Command("queue", "the retry queue's length",
+                "Print the retry queue's length (dead letters, the requests the worker could not "
+                "run, are not counted).",
+                configure_queue, queue, json="length and requests as JSON")
+
+
 def configure_worker(p: argparse.ArgumentParser) -> None:
-    p.description = WORKER
     p.add_argument("--input", required=True, help="folder of input wheels, as for the run")
     p.add_argument("--output", required=True, help="output folder, as for the run")
     p.add_argument("--cache", required=True, help="cache folder, as for the run")
-    p.add_argument("--python", default="",
-                   help="target CPython version for requests without one (default: the "
-                        "run's, from its config)")
-    p.add_argument("--platform-tag", default="",
-                   help="platform tag for requests without one (default: the run's, from its "
-                        "config)")
+    for flag, what in (("--python", "target CPython version"), ("--platform-tag", "platform tag")):
+        p.add_argument(flag, default="",
+                       help=f"{what} for requests without one (default: the run's, from its "
+                       "config)")
     p.add_argument("--config", help="your config file; the queued recipes are laid over it")
     p.add_argument("--queue-path", help="queue file (default CACHE/retry_queue.json)")
     p.add_argument("--history-db", help="history database (default CACHE/history.db)")
-    p.add_argument("--json", action="store_true", help="print what was done as JSON")
 
 
 def worker(p: argparse.ArgumentParser, argv: list[str]) -> int:
@@ -187,18 +180,10 @@ def worker(p: argparse.ArgumentParser, argv: list[str]) -> int:
     return 1 if result.status == "busy" else result.returncode
 
 
-def main(cmd: str, argv: list[str]) -> int:
-    """One of serve, queue, worker, on a parser of its own (`refinery` uses subparsers)."""
-    from .cli_options import make_parser
+WORKER = Command("worker", "drain the retry queue and rebuild what it holds",
+                 "Drain the retry queue and rebuild the queued packages with their recipes. Other "
+                 "options (--index-url, --jobs, ...) go to the run as `refinery run` takes them.",
+                 configure_worker, worker, json="print what was done as JSON")
 
-    configure, handle = COMMANDS[cmd]
-    parser = make_parser(f"refinery {cmd}")
-    configure(parser)
-    return handle(parser, argv)
-
-
-COMMANDS = {
-    "serve": (configure_serve, serve),
-    "queue": (configure_queue, queue),
-    "worker": (configure_worker, worker),
-}
+#: the commands of this module, in the order `refinery --help` lists them
+COMMANDS = (SERVE, QUEUE, WORKER)

@@ -12,6 +12,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
@@ -45,11 +46,13 @@ class PlanSettings:
 
 @dataclass
 class _Node:
+    """A plan node while the planner works on it (`PlanNode` once the plan is made)."""
+
     name: str
     version: str
     action: Action
-    detail: str = ""
     depth: int = 0
+    detail: str = ""
     requirement: str = ""
     needed_by: list[str] = field(default_factory=list)
     input_files: list[str] = field(default_factory=list)
@@ -106,10 +109,8 @@ class Planner:
             if r.version == version and not _yanked_skip(r) and _py_ok(r, python)
         ]
         if self.settings.wants_binary(name):
-            ranked = [(self.target.best_rank(r.tags), r) for r in same if r.kind == "wheel"]
-            ranked = [(k, r) for k, r in ranked if k is not None]
-            if ranked:
-                best = min(ranked, key=lambda kr: kr[0])[1]
+            best = _best_for(self.target, [r for r in same if r.kind == "wheel"])
+            if best is not None:
                 return {"kind": "wheel", **best.file.to_json(), "tags": list(best.tags)}
         sdists = [r for r in same if r.kind == "sdist"]
         if sdists:
@@ -181,8 +182,7 @@ class Planner:
     ) -> _Node:
         wheels = [r for r in recs if r.kind == "wheel"]
         sdists = [r for r in recs if r.kind == "sdist"]
-        ranked = [(self.target.best_rank(r.tags), r) for r in wheels]
-        ranked = [(k, r) for k, r in ranked if k is not None]
+        best = _best_for(self.target, wheels)
         node = _Node(
             name=name,
             version=version,
@@ -190,8 +190,7 @@ class Planner:
             input_files=[r.file for r in recs],  # an sdist alone is asked for too
             requires_dist=list((wheels or recs)[0].requires_dist),
         )
-        if ranked:
-            best = min(ranked, key=lambda kr: kr[0])[1]
+        if best is not None:
             node.input_files = [best.file]
             node.requires_dist = list(best.requires_dist)
             node.detail = f"compatible with the target: {', '.join(best.tags)}"
@@ -504,6 +503,21 @@ def _break_cycles(edges: dict[str, list[str]]) -> None:
     for node in sorted(edges):
         if state.get(node) is None:
             visit(node)
+
+
+class _Tagged(Protocol):
+    @property
+    def tags(self) -> tuple[str, ...]: ...
+
+
+_W = TypeVar("_W", bound=_Tagged)
+
+
+def _best_for(target: Target, wheels: Iterable[_W]) -> _W | None:
+    """The wheel whose tags the target ranks best (the first of equals), or None when the
+    target accepts none of them."""
+    ranked = [(rank, w) for w in wheels if (rank := target.best_rank(w.tags)) is not None]
+    return min(ranked, key=lambda kr: kr[0])[1] if ranked else None
 
 
 def _yanked_skip(r: Release) -> bool:

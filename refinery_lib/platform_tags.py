@@ -2,7 +2,7 @@
 
 Standard library only (Python >= 3.8): builder containers run `container_build.py` with the
 image's own Python and nothing of the refinery's dependencies, so this file is mounted next to
-it (`containers.C_TAGS`) and imported from there; on the host it is `refinery_lib.platform_tags`
+it (`container_run.C_TAGS`) and imported from there; on the host it is `refinery_lib.platform_tags`
 (`targets.py` builds the target's tag sets on it).
 """
 

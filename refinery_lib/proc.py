@@ -14,9 +14,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
 
 from .errors import CommandError
 from .logcap import BoundedLog
@@ -31,6 +33,10 @@ CONTAIN = Path(__file__).with_name("contain.py")
 SWEEP_WAIT = 30.0
 #: how often a forwarding wait looks for a signal
 _POLL = 0.2
+
+#: what signal.signal takes and gives back: a function, SIG_DFL or SIG_IGN, or None (a
+#: handler not installed from Python)
+_Handler = Callable[[int, FrameType | None], Any] | int | None
 
 
 class Interrupted(KeyboardInterrupt):
@@ -210,7 +216,8 @@ class _LogCopier:
     pipe is read and the thread stops even if a process that escaped the group still holds
     the pipe open."""
 
-    def __init__(self, proc: subprocess.Popen, log_file) -> None:
+    def __init__(self, proc: subprocess.Popen, log_file: TextIO) -> None:
+        assert proc.stdout is not None  # run() pipes the output of a logged command
         self._fd = proc.stdout.fileno()
         self._pipe = proc.stdout
         self._log = BoundedLog(log_file, redactor=Redactor())
@@ -293,7 +300,7 @@ class _Forwarder:
         self.pgid = pgid
         self.signum: int | None = None
         self.count = 0
-        self._old: dict[int, object] = {}
+        self._old: dict[int, _Handler] = {}
         if threading.current_thread() is not threading.main_thread():
             # the panel's worker thread: the supervisor still ends the command with us
             log.debug("signals are not forwarded: not in the main thread")

@@ -28,9 +28,11 @@ from typing import Any, Protocol, TextIO
 
 from packaging.utils import canonicalize_name
 
-from .hints import first_error_line
+from .failure_lines import first_error_line
+from .models import Action, Plan, Status
 from .run_id import current_run_id
 from .safe_env import printable
+from .settings import WorkflowFiles
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +111,7 @@ class RunFiles:
     older than it are not builds of this run."""
 
     def __init__(self, results: Path, logs: Path, since: float) -> None:
-        self.results = results
+        self.files = WorkflowFiles(results)
         self.logs = logs
         self.since = since
         self._plan_stamp: tuple[int, int] | None = None
@@ -117,10 +119,6 @@ class RunFiles:
         #: path -> (mtime, size) and its records when last read: a run of thousands of
         #: packages is not parsed again every half second
         self._records: dict[Path, tuple[tuple[int, int], list[dict[str, Any]]]] = {}
-
-    @property
-    def plan_path(self) -> Path:
-        return self.results / "plan" / "plan.json"
 
     def snapshot(self) -> Snapshot | None:
         """The run now; None before there is a plan."""
@@ -135,16 +133,15 @@ class RunFiles:
 
     def _plan(self) -> dict[str, Item] | None:
         try:
-            st = self.plan_path.stat()
+            st = self.files.plan.stat()
         except FileNotFoundError:
             return None
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp != self._plan_stamp:
-            nodes = _read_json(self.plan_path)["nodes"]
             self._items = {
-                n["key"]: Item(n["key"], n["name"], n["version"], n["action"])
-                for n in nodes
-                if n.get("action") in COUNTED
+                n.key: Item(n.key, n.name, n.version, str(n.action))
+                for n in Plan.from_file(self.files.plan).nodes()
+                if n.action in COUNTED
             }
             self._plan_stamp = stamp
         return self._items
@@ -152,25 +149,24 @@ class RunFiles:
     def _finished(self, items: Mapping[str, Item]) -> dict[str, Finished]:
         found: dict[str, Finished] = {}
         by_name = {(i.name, i.version): i.key for i in items.values()}
-        batches = (("reuse", "reuse/reused.json", "reused"), ("fetch", "fetch/fetched.json",
-                                                               "fetched"))
-        for action, rel, status in batches:
-            path = self.results / rel
+        batches = ((Action.REUSE, self.files.reuse_record, Status.REUSED),
+                   (Action.FETCH, self.files.fetch_record, Status.FETCHED))
+        for action, path, status in batches:
             stamp = _mtime(path)
             if stamp is None:
                 continue
             for item in items.values():
                 if item.action == action:
-                    found[item.key] = Finished(item.key, status, fresh=stamp >= self.since)
+                    found[item.key] = Finished(item.key, str(status), fresh=stamp >= self.since)
         for item in items.values():
             if item.action != "build":
                 continue
-            path = self.results / "outcomes" / f"{item.key}.json"
+            path = self.files.outcome(item.key)
             stamp = _mtime(path)
             records = self._read(path) if stamp is not None else []
-            if records:
+            if stamp is not None and records:
                 found[item.key] = _finished(item.key, records[0], stamp >= self.since)
-        failures = self.results / "failures"
+        failures = self.files.failures
         for path in sorted(failures.glob("*.json")) if failures.is_dir() else ():
             stamp = _mtime(path)
             if stamp is None or stamp < self.since:
@@ -583,7 +579,7 @@ class Watcher:
 
 def snakemake_log_path(results: Path, run_id: str) -> Path:
     """Where a run's Snakemake output goes without --verbose (every round of one run)."""
-    return results / "logs" / f"snakemake-{run_id}.log"
+    return WorkflowFiles(results).job_log(f"snakemake-{run_id}")
 
 
 def run_workflow(

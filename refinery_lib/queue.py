@@ -21,11 +21,11 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -65,11 +65,17 @@ def normalize_name(name: str) -> str:
     return canonicalize_name(name)
 
 
+def _text(value: Any, what: str) -> str:
+    """A field that may be left out: its text, "" for None; QueueError naming `what` for
+    anything but a string."""
+    if not isinstance(value, str | None):
+        raise QueueError(f"not {what}: {value!r}")
+    return value or ""
+
+
 def normalize_version(version: str) -> str:
     """A PEP 440 version as written (empty means: whatever the plan picks)."""
-    if not isinstance(version, str | None):
-        raise QueueError(f"not a PEP 440 version: {version!r}")
-    version = (version or "").strip()
+    version = _text(version, "a PEP 440 version").strip()
     if not version:
         return ""
     try:
@@ -84,9 +90,7 @@ def normalize_version(version: str) -> str:
 
 def normalize_python_tag(tag: str) -> str:
     """`cp311` from `cp311`, `3.11` or `311`; empty stays empty (the worker's target)."""
-    if not isinstance(tag, str | None):
-        raise QueueError(f"not a python tag: {tag!r}")
-    tag = (tag or "").strip()
+    tag = _text(tag, "a python tag").strip()
     if not tag:
         return ""
     m = _SHORT_PYTHON_RE.fullmatch(tag)
@@ -103,9 +107,7 @@ def normalize_platform_tag(tag: str) -> str:
     Checked here, at enqueue, with the run's own rule (refinery_lib.targets.Target), so a
     request the run would refuse is refused now, with the reason, instead of in the worker.
     """
-    if not isinstance(tag, str | None):
-        raise QueueError(f"not a platform tag: {tag!r}")
-    tag = tag or ""
+    tag = _text(tag, "a platform tag")
     if not tag:
         return ""
     if not _PLATFORM_RE.fullmatch(tag):
@@ -198,8 +200,8 @@ def _raw_id(raw: Any) -> str:
 class DeadLetter:
     """A request the worker could not run, set aside with the reason.
 
-    `request` is kept as it was stored, not as a RetryRequest: an entry that no longer
-    validates (written by an older, laxer version) must still be shown and deletable.
+    `request` is kept as it was stored, not as a RetryRequest: an entry that does not
+    validate (written by hand, or under laxer rules) must still be shown and deletable.
     Re-queueing validates it again.
     """
 
@@ -238,14 +240,15 @@ class DeadLetter:
         request = data.get("request")
         if not isinstance(request, dict):
             request = {"raw": request}
-        dead_id = data.get("id") if isinstance(data.get("id"), str) else ""
-        if not _ID_RE.fullmatch(dead_id):
-            dead_id = _raw_id(data)
-        return cls(dead_id, request, data.get("reason", ""), data.get("failed", 0.0))
+        return cls(_raw_id(data), request, data.get("reason", ""), data.get("failed", 0.0))
 
     def revive(self) -> RetryRequest:
         """The request again, validated as a new one (QueueError if it does not pass)."""
         return RetryRequest.from_json(self.request)
+
+
+#: what the queue file holds a list of
+Entry = TypeVar("Entry", RetryRequest, DeadLetter)
 
 
 @dataclass
@@ -311,11 +314,7 @@ class RetryQueue:
         raise RequestNotFound(f"no queued request {request_id!r}")
 
     def delete(self, request_id: str) -> RetryRequest:
-        with self._locked() as state:
-            for i, r in enumerate(state.requests):
-                if r.id == request_id:
-                    return state.requests.pop(i)
-        raise RequestNotFound(f"no queued request {request_id!r}")
+        return self._pop(request_id, "queued request", lambda state: state.requests)
 
     def reorder(self, ids: list[str]) -> list[RetryRequest]:
         """Put `ids` first in that order; requests not named keep their order after them."""
@@ -366,11 +365,18 @@ class RetryQueue:
         raise RequestNotFound(f"no dead letter {dead_id!r}")
 
     def delete_dead(self, dead_id: str) -> DeadLetter:
+        return self._pop(dead_id, "dead letter", lambda state: state.dead)
+
+    def _pop(self, entry_id: str, what: str, entries: Callable[[QueueState], list[Entry]]
+             ) -> Entry:
+        """Take the entry `entry_id` out of the list `entries` picks (RequestNotFound, naming
+        it a `what`, when it is not there)."""
         with self._locked() as state:
-            for i, d in enumerate(state.dead):
-                if d.id == dead_id:
-                    return state.dead.pop(i)
-        raise RequestNotFound(f"no dead letter {dead_id!r}")
+            held = entries(state)
+            for i, entry in enumerate(held):
+                if entry.id == entry_id:
+                    return held.pop(i)
+        raise RequestNotFound(f"no {what} {entry_id!r}")
 
     # -- the file ------------------------------------------------------------------------
     @contextmanager

@@ -11,7 +11,7 @@ import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from . import proc
 from .errors import ConfigError
@@ -71,7 +71,7 @@ class RecipePolicy:
     auto_apply: bool = False  # --auto-apply-suggestions
 
 
-def host_package_family() -> str:
+def host_package_family() -> Literal["apt", "dnf"]:
     """`apt` or `dnf`, whichever installs packages on this host."""
     if shutil.which("apt-get"):
         return "apt"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import container_build
-from .containers import PolicyNotMetError, policy_suggestion
+from .container_presets import PolicyNotMetError, policy_suggestion
 from .errors import BuildError
 from .targets import Target
 

@@ -22,7 +22,7 @@ def load(path: Path) -> dict[str, list[str]]:
 def add(path: Path, parent: str, deps: list[str]) -> bool:
     """Record that `parent` needs `deps`; True when something new was recorded."""
     parent = canonicalize_name(parent)
-    new = [canonicalize_name(d) for d in deps if canonicalize_name(d) != parent]
+    new: list[str] = [canonicalize_name(d) for d in deps if canonicalize_name(d) != parent]
     if not new:
         return False
     with exclusive(path.with_suffix(".lock")):

@@ -146,8 +146,11 @@ def _by_target(
 
 
 def overrides_for(base: dict[str, Any], group: list[RetryRequest]) -> dict[str, Any]:
-    """The user's overrides with each request's recipe laid over; a later request wins."""
+    """The user's overrides with each request's recipe laid over; a later request wins. Each
+    entry laid over is checked as the run will read it (`overrides.PackageOverride`): one
+    it would refuse is a ConfigError here, before the run starts."""
     from .config import merge
+    from .overrides import PackageOverride
 
     overrides = dict(base.get("overrides") or {})
     for r in group:
@@ -161,6 +164,7 @@ def overrides_for(base: dict[str, Any], group: list[RetryRequest]) -> dict[str, 
         # the user's config may spell the name differently (PEP 503 makes them one package)
         key = next((k for k in overrides if _canon(k) == r.name), r.name)
         overrides[key] = merge(overrides.get(key) or {}, entry)
+        PackageOverride.from_config(key, overrides[key], source=f"config with retry request {r.id}")
     return overrides
 
 

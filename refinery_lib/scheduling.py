@@ -142,6 +142,7 @@ def resources_for(
     """mem_mb, runtime (minutes) and cpus_per_task for one build; grows with Snakemake's
     `attempt` (with --retries) so a build killed for memory or time gets more next time."""
     scale = max(1, attempt)
+    mem: float  # MB: observed peak times the margin, then rounded up to mem_step_mb
     if observed is None or observed.peak_rss_mb is None:
         mem = policy.default_mem_mb
     else:

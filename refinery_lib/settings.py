@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Self, TypeVar, overload
 
 from packaging.utils import canonicalize_name
 
@@ -13,71 +14,113 @@ from .attempts import AttemptPolicy, Variant
 from .config import defaults, merge
 from .errors import ConfigError
 from .index import SimpleIndex
+from .overrides import PackageOverride, cross_overrides, parse_overrides
 from .plan import PlanSettings
 from .recipes import RecipePolicy
 from .safe_env import PassEnvError, check_pass_env
 from .targets import Target, host_arch
 
+_T = TypeVar("_T")
+
+
+class _Below(Generic[_T]):
+    """A path of `WorkflowFiles` or `Paths`: `relative` below the folder their attribute
+    `base` names (RESULTS unless said). Read on an instance it is that path (`_File`) or a
+    function of a package's key (`_PerKey`); read on the class it is this table entry
+    (`Paths.plan.relative`)."""
+
+    def __init__(self, relative: str, base: str = "results") -> None:
+        self.relative = relative
+        self.base = base
+
+    @overload
+    def __get__(self, paths: None, owner: type) -> Self: ...
+
+    @overload
+    def __get__(self, paths: Any, owner: type) -> _T: ...
+
+    def __get__(self, paths: Any, owner: type) -> Self | _T:
+        return self if paths is None else self.at(getattr(paths, self.base))
+
+    def at(self, folder: Path) -> _T:
+        raise NotImplementedError
+
+
+class _File(_Below[Path]):
+    def at(self, folder: Path) -> Path:
+        return folder / self.relative
+
+
+class _PerKey(_Below[Callable[[str], Path]]):
+    """`relative` names `{key}`: the rules pass the pattern "{key}" itself."""
+
+    def at(self, folder: Path) -> Callable[[str], Path]:
+        return lambda key: folder / self.relative.format(key=key)
+
 
 @dataclass(frozen=True)
-class Paths:
-    """Every folder and file the workflow touches, in one place."""
+class WorkflowFiles:
+    """The workflow's own files under RESULTS: what each rule writes (its output, log and
+    benchmark), the failure records and the requeue record. The rules name them relative to
+    Snakemake's working directory (`WorkflowFiles(Path(config["results"]))`), the code through
+    `Settings.paths`; no other module spells these names."""
+
+    results: Path
+
+    inventory = _File("scan/inventory.json")
+    plan = _File("plan/plan.json")
+    reuse_record = _File("reuse/reused.json")
+    fetch_record = _File("fetch/fetched.json")
+    #: the warm-up's record (rule prepare_build_env)
+    buildenv_record = _File("buildenv/warm.json")
+    #: the sdist of one build, downloaded (rule fetch_sdist)
+    sdist_record = _PerKey("sdists/{key}.json")
+    #: the outcome of one build (rule build_wheel), and its job's peak memory and duration
+    outcome = _PerKey("outcomes/{key}.json")
+    benchmark = _PerKey("benchmarks/build_wheel/{key}.tsv")
+    #: what a failed job of a package (its fetch, its sdist's fetch, its build) leaves: not a
+    #: rule's output, since Snakemake removes a failed job's outputs. The job that writes it
+    #: removes it when it starts; the aggregation after failed jobs reads it (aggregate.collect)
+    failures = _File("failures")
+    failure = _PerKey("{key}.json", base="failures")
+    #: Python dependencies failed builds were missing (requeue.py): an input of the plan
+    requeue = _File("requeue/requeue.json")
+    #: the mark of a finished aggregation (rule aggregate)
+    complete = _File("aggregate/complete.json")
+    job_logs = _File("logs")
+
+    def job_log(self, job: str) -> Path:
+        """The log of one job: a rule's name (`scan`, `build_wheel/{key}`), or Snakemake's own
+        (`snakemake-<run id>`)."""
+        return self.job_logs / f"{job}.log"
+
+
+@dataclass(frozen=True)
+class Paths(WorkflowFiles):
+    """Every folder and file the workflow touches, in one place: the user's folders, the
+    cache's, and the workflow's own under RESULTS (`WorkflowFiles`)."""
 
     input: Path
     output: Path
     cache: Path
-    results: Path
     manifest: Path
     history_db: Path
 
-    @property
-    def downloads(self) -> Path:
-        return self.cache / "downloads"
-
-    @property
-    def wheels(self) -> Path:
-        return self.cache / "wheels"
-
-    @property
-    def buildenv(self) -> Path:
-        """Build requirements as wheels, downloaded once by the warm-up for offline builds."""
-        return self.cache / "buildenv" / "wheels"
-
-    @property
-    def venvs(self) -> Path:
-        """Build environments the warm-up made once, shared by the local builder's builds."""
-        return self.cache / "buildenv" / "venvs"
-
-    @property
-    def logs(self) -> Path:
-        return self.cache / "logs"
-
-    @property
-    def builds(self) -> Path:
-        return self.cache / "build"
-
-    @property
-    def failures(self) -> Path:
-        return self.results / "failures"
-
-    @property
-    def requeue(self) -> Path:
-        return self.results / "requeue" / "requeue.json"
-
-    @property
-    def simple_index(self) -> Path:
-        return self.output / "simple"
-
-
-CROSS_OVERRIDES = Path(__file__).resolve().parent / "data" / "cross_overrides.yaml"
-
-
-def cross_overrides() -> dict[str, dict[str, Any]]:
-    """The cross builder's default per-package settings (data/cross_overrides.yaml)."""
-    import yaml
-
-    data = yaml.safe_load(CROSS_OVERRIDES.read_text()) or {}
-    return {canonicalize_name(k): v for k, v in (data.get("overrides") or {}).items()}
+    downloads = _File("downloads", base="cache")
+    wheels = _File("wheels", base="cache")
+    #: what each cached wheel was built from (build.py): `<key>-<build key>.json`
+    wheel_records = _File(".records", base="wheels")
+    #: build requirements as wheels, downloaded once by the warm-up for offline builds
+    buildenv = _File("buildenv/wheels", base="cache")
+    #: build environments the warm-up made once, shared by the local builder's builds
+    venvs = _File("buildenv/venvs", base="cache")
+    #: every build attempt's log
+    logs = _File("logs", base="cache")
+    builds = _File("build", base="cache")
+    #: a PEP 503 index of the output wheels
+    simple_index = _File("simple", base="output")
+    #: the story of each built wheel: its sdist and its build
+    provenance = _File("provenance", base="output")
 
 
 class BuilderKind(StrEnum):
@@ -144,7 +187,8 @@ class Settings:
     #: host variables a build gets besides `safe_env.PASSED` (never the worker's token)
     pass_env: tuple[str, ...] = ()
     recipes: RecipePolicy = field(default_factory=RecipePolicy)
-    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: per package (canonical name): the user's override, else the cross builder's default
+    overrides: dict[str, PackageOverride] = field(default_factory=dict)
     closure_check: bool = True
 
     @classmethod
@@ -200,15 +244,15 @@ class Settings:
                 network=bool(builder["network"]),
                 image_cache=builder["image_cache"],
             )
+        overrides = parse_overrides(config.get("overrides"))
         order = tuple(build.get("variant_order") or list(variants))
         unknown = [v for v in order if v not in variants]
-        for data in (config.get("overrides") or {}).values():
-            unknown += [v for v in (data or {}).get("variants") or () if v not in variants]
+        for override in overrides.values():
+            unknown += [v for v in override.variants if v not in variants]
         if unknown:
             raise ConfigError(
                 f"unknown build variant(s) {', '.join(unknown)}; known: " + ", ".join(variants)
             )
-        overrides = {canonicalize_name(k): v for k, v in (config.get("overrides") or {}).items()}
         if kind is BuilderKind.CROSS:
             overrides = {**cross_overrides(), **overrides}
         no_binary = tuple(
@@ -220,7 +264,7 @@ class Settings:
             expansion_depth=int(strat["expansion_depth"]),
             no_binary=no_binary,
             extras={canonicalize_name(k): tuple(v) for k, v in (strat.get("extras") or {}).items()},
-            pins={k: str(v["version"]) for k, v in overrides.items() if v.get("version")},
+            pins={k: o.version for k, o in overrides.items() if o.version},
             skip_known_failures=bool(strat["skip_known_failures"]),
         )
         return cls(
@@ -243,15 +287,18 @@ class Settings:
             binary_build_deps=bool(build["binary_build_deps"]),
             shared_build_env=bool(build["shared_build_env"]),
             pass_env=_pass_env(build.get("pass_env") or ()),
+            # the switches are named as in the config, but for auto_apply_suggestions
             recipes=RecipePolicy(
-                enabled=bool(rec["enabled"]),
-                allow_system=bool(rec["allow_system"]),
-                dry_run=bool(rec["dry_run"]),
                 auto_apply=bool(rec["auto_apply_suggestions"]),
+                **{k: bool(rec[k]) for k in ("enabled", "allow_system", "dry_run")},
             ),
             overrides=overrides,
             closure_check=bool(config["closure_check"]),
         )
+
+    def override(self, name: str) -> PackageOverride:
+        """The override of package `name` (its canonical name); an empty one when it has none."""
+        return self.overrides.get(name, PackageOverride())
 
     def index(self) -> SimpleIndex:
         return SimpleIndex(self.index_url, self.extra_index_urls, self.trusted_hosts)

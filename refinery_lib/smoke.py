@@ -14,7 +14,7 @@ from packaging.utils import parse_wheel_filename
 
 from . import archives, container_build, proc
 from .errors import ArchiveError, CommandError
-from .hints import last_lines
+from .failure_lines import last_lines
 from .safe_env import build_base_env
 from .settings import Settings
 from .targets import host_arch

@@ -1,4 +1,5 @@
-"""One function per workflow step; the `scripts/` adapters call exactly one of these."""
+"""One function per workflow step: each `scripts/` adapter calls exactly one of these, with
+the settings and the paths Snakemake gives the job."""
 
 from __future__ import annotations
 
@@ -7,16 +8,18 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import requeue
+from .aggregate import aggregate
 from .build import build_package, sdist_for, verified_sdist
-from .buildenv import Planned, first_isolated_pins, warm_build_env
+from .build_requirements import first_isolated_pins
 from .collect import fetch_wheels, reuse_wheels
 from .errors import BuildError, RefineryError
 from .files import read_json, write_json
 from .history import History, new_event
-from .models import Action, Outcome, PlanNode, Status, WheelRecord
+from .models import Action, InvalidInput, Outcome, Plan, PlanNode, Status, WheelRecord
 from .plan import Planner
 from .safe_env import printable
 from .settings import Settings
+from .warmup import Planned, WarmProblem, WarmRecord, warm_build_env
 from .wheels import scan_folder, sha256_file
 
 log = logging.getLogger(__name__)
@@ -30,7 +33,7 @@ def scan_input(settings: Settings, inventory_path: Path) -> list[WheelRecord]:
     return records
 
 
-def plan_workflow(settings: Settings, inventory_path: Path, plan_path: Path) -> list[PlanNode]:
+def plan_workflow(settings: Settings, inventory_path: Path, plan_path: Path) -> Plan:
     inventory = read_json(inventory_path)
     records = [WheelRecord.from_json(w) for w in inventory["wheels"]]
     needed = requeue.load(settings.paths.requeue)
@@ -44,7 +47,7 @@ def plan_workflow(settings: Settings, inventory_path: Path, plan_path: Path) -> 
     index = settings.index()
     planner = Planner(settings.target, settings.plan, index, settings.paths.downloads, last_status)
     nodes = planner.plan(records)
-    invalid = [{"file": r.file, "path": r.path, "reason": r.reason} for r in records if not r.valid]
+    invalid = [InvalidInput(r.file, r.path, r.reason) for r in records if not r.valid]
     events = [
         new_event(r.file, "", Status.INVALID, r.reason, file=r.file) for r in records if not r.valid
     ]
@@ -66,22 +69,17 @@ def plan_workflow(settings: Settings, inventory_path: Path, plan_path: Path) -> 
         counts[str(n.action)] = counts.get(str(n.action), 0) + 1
     log.info("plan: %s; %d invalid input file(s)", counts, len(invalid))
     for item in invalid:
-        log.warning("invalid input %s: %s", printable(item["file"]), printable(item["reason"]))
-    write_json(
-        plan_path,
-        {
-            "target": {
-                "python": settings.target.python,
-                "platform_tag": settings.target.platform_tag,
-            },
-            "nodes": [n.to_json() for n in nodes],
-            "invalid": invalid,
-            "events": events,
-            # the index did not answer: this plan is made again on the next run
-            "index_unreachable": sorted(set(index.unreachable)),
-        },
+        log.warning("invalid input %s: %s", printable(item.file), printable(item.reason))
+    plan = Plan(
+        python=settings.target.python,
+        platform_tag=settings.target.platform_tag,
+        all_nodes=tuple(nodes),
+        invalid=tuple(invalid),
+        events=tuple(events),
+        index_unreachable=tuple(sorted(set(index.unreachable))),
     )
-    return nodes
+    write_json(plan_path, plan.to_json())
+    return plan
 
 
 def forget_unreachable_plan(plan_path: Path) -> str | None:
@@ -89,7 +87,7 @@ def forget_unreachable_plan(plan_path: Path) -> str | None:
     (Snakemake reruns the plan when its output is missing; the plan depends only on the
     input otherwise). Returns what to tell the user, or None for a sound plan."""
     try:
-        unreachable = read_json(plan_path).get("index_unreachable") or []
+        unreachable = Plan.from_file(plan_path).index_unreachable
     except (OSError, ValueError):
         return None
     if not unreachable:
@@ -100,26 +98,25 @@ def forget_unreachable_plan(plan_path: Path) -> str | None:
             + "); planning again")
 
 
-def _plan_nodes(plan_path: Path, action: Action) -> list[PlanNode]:
-    return [
-        n
-        for n in (PlanNode.from_json(d) for d in read_json(plan_path)["nodes"])
-        if n.action is action
-    ]
-
-
 def run_reuse(settings: Settings, inventory_path: Path, plan_path: Path, record: Path) -> None:
     inventory = {w["file"]: w for w in read_json(inventory_path)["wheels"]}
-    outcomes = reuse_wheels(_plan_nodes(plan_path, Action.REUSE), inventory, settings)
+    nodes = list(Plan.from_file(plan_path).nodes(Action.REUSE))
+    outcomes = reuse_wheels(nodes, inventory, settings)
     write_json(record, [o.to_json() for o in outcomes])
     log.info("reused %d wheel(s)", len(outcomes))
 
 
 def run_fetch(settings: Settings, plan_path: Path, record: Path) -> None:
-    outcomes = fetch_wheels(_plan_nodes(plan_path, Action.FETCH), settings)
-    failed = [o for o in outcomes if o.status is Status.FAILED]
-    for o in failed:
-        write_json(settings.paths.failures / f"fetch-{o.name}-{o.version}.json", o.to_json())
+    nodes = list(Plan.from_file(plan_path).nodes(Action.FETCH))
+    outcomes = fetch_wheels(nodes, settings)
+    failed = []
+    for node, o in zip(nodes, outcomes, strict=True):
+        failure = settings.paths.failure(node.key)
+        if o.status is Status.FAILED:
+            write_json(failure, o.to_json())
+            failed.append(o)
+        else:
+            failure.unlink(missing_ok=True)
     if failed:
         # the batch fails so the next run retries it; fetched files stay cached
         raise RefineryError(
@@ -127,13 +124,6 @@ def run_fetch(settings: Settings, plan_path: Path, record: Path) -> None:
         )
     write_json(record, [o.to_json() for o in outcomes])
     log.info("fetched %d wheel(s)", len(outcomes))
-
-
-def _node(settings: Settings, key: str) -> PlanNode:
-    for d in read_json(settings.paths.results / "plan" / "plan.json")["nodes"]:
-        if d["key"] == key:
-            return PlanNode.from_json(d)
-    raise RefineryError(f"{key} is not in the plan")
 
 
 def _record_failure(
@@ -151,8 +141,8 @@ def _record_failure(
 
 
 def run_fetch_sdist(settings: Settings, key: str, record: Path) -> None:
-    node = _node(settings, key)
-    failure = settings.paths.failures / f"{key}.json"
+    node = Plan.from_file(settings.paths.plan).node(key)
+    failure = settings.paths.failure(key)
     failure.unlink(missing_ok=True)
     try:
         path = sdist_for(node, settings)
@@ -180,12 +170,13 @@ def run_prepare_build_env(
     downloaded once; the local builder's shared environments made. An sdist that
     cannot be had is named and left out: its own fetch_sdist job fails, the other builds go on.
     """
-    planned, unfetched = [], []
-    for node in _plan_nodes(plan_path, Action.BUILD):
+    planned: list[Planned] = []
+    unfetched: list[WarmProblem] = []
+    for node in Plan.from_file(plan_path).nodes(Action.BUILD):
         try:
             sdist = sdist_for(node, settings)
         except BuildError as exc:
-            unfetched.append({"key": node.key, "sdist": "", "problem": str(exc)})
+            unfetched.append(WarmProblem(node.key, "", str(exc)))
             continue
         planned.append(
             Planned(
@@ -196,25 +187,9 @@ def run_prepare_build_env(
                 pins=first_isolated_pins(settings, node.name),
             )
         )
-    warm = warm_build_env(settings, planned, log_path)
-    warm["problems"] = unfetched + warm["problems"]
-    warm["total"] += len(unfetched)
-    write_json(record, warm)
-    venvs = warm.get("venvs", [])
-    log.info(
-        "build environments: %d of %d sdist(s) covered by %d wheel(s) in %s, %d shared "
-        "environment(s) (%d made now) (%.1f s)%s",
-        warm["covered"],
-        warm["total"],
-        len(warm["wheels"]),
-        warm["folder"],
-        len(venvs),
-        sum(v["created"] for v in venvs),
-        warm["duration"],
-        "; " + "; ".join(f"{p['sdist']}: {p['problem']}" for p in warm["problems"])
-        if warm["problems"]
-        else "",
-    )
+    warm = warm_build_env(settings, planned, log_path, unfetched)
+    warm.write(record)
+    log.info("%s", warm.summary())
 
 
 def run_build(
@@ -224,8 +199,8 @@ def run_build(
     outcome_path: Path,
     buildenv_record: Path | None = None,
 ) -> None:
-    node = _node(settings, key)
-    failure = settings.paths.failures / f"{key}.json"
+    node = Plan.from_file(settings.paths.plan).node(key)
+    failure = settings.paths.failure(key)
     failure.unlink(missing_ok=True)
     fetched = read_json(sdist_record)
     try:
@@ -234,14 +209,14 @@ def run_build(
         _record_failure(failure, node, str(exc))
         log.error("%s", exc)
         raise
-    warm = read_json(buildenv_record) if buildenv_record and buildenv_record.exists() else None
+    warm = (WarmRecord.read(buildenv_record)
+            if buildenv_record and buildenv_record.exists() else None)
     try:
         outcome = build_package(node, sdist, settings, warm)
     except BuildError as exc:
-        meta = getattr(exc, "metadata", {}) or {}
-        _record_failure(failure, node, str(exc), getattr(exc, "events", None),
-                        {**meta, "log_path": str(exc.log_path or "")})
-        missing = meta.get("missing_python_deps") or []
+        _record_failure(failure, node, str(exc), exc.events,
+                        {**exc.metadata, "log_path": str(exc.log_path or "")})
+        missing = exc.metadata.get("missing_python_deps") or []
         if missing and requeue.add(settings.paths.requeue, node.name, missing):
             log.warning(
                 "%s needs %s: planned on the next evaluation of the plan",
@@ -258,3 +233,10 @@ def run_build(
         raise
     write_json(outcome_path, outcome.to_json())
     log.info("%s: %s", outcome.status, outcome.detail)
+
+
+def run_aggregate(settings: Settings, complete: Path) -> None:
+    """The aggregation (manifest, history, output index, closure check), then its mark: the
+    run's id and summary."""
+    manifest = aggregate(settings)
+    write_json(complete, {"run_id": manifest["run_id"], "summary": manifest["summary"]})

@@ -173,7 +173,7 @@ class Target:
 
     def marker_environment(self) -> dict[str, str]:
         """PEP 508 environment of the target, for evaluating Requires-Dist markers."""
-        env = dict(default_environment())
+        env = {key: str(value) for key, value in default_environment().items()}
         ver = self.python
         env.update(
             python_version=ver,

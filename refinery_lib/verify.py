@@ -12,7 +12,8 @@ from .aggregate import closure_check
 from .build import build_package
 from .errors import BuildError
 from .files import read_json, write_json
-from .models import Outcome, PlanNode
+from .models import Outcome, Plan
+from .overrides import PackageOverride
 from .settings import Settings
 from .smoke import smoke_import
 
@@ -56,17 +57,18 @@ def replay_overrides(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def verify(settings: Settings, rebuild: bool = True) -> dict[str, Any]:
     """Rebuild each built entry in a scratch cache; record reproducible true/false per entry."""
     manifest = read_json(settings.paths.manifest)
-    plan = read_json(settings.paths.results / "plan" / "plan.json")
-    nodes = {(n["name"], n["version"]): PlanNode.from_json(n) for n in plan["nodes"]}
+    plan = Plan.from_file(settings.paths.plan)
     overrides = {**settings.overrides}
     for name, o in replay_overrides(manifest).items():
-        overrides[name] = {**overrides.get(name, {}), **o}
+        # the manifest's versions, variants and recipes over the package's own override
+        overrides[name] = PackageOverride.from_config(
+            name, {**settings.override(name).to_json(), **o}, "the manifest's replay")
     results = []
     for entry in manifest["entries"]:
         if not rebuild or entry["status"] not in ("built", "cached"):
             continue
         meta = entry.get("metadata", {})
-        node = nodes.get((entry["name"], meta.get("fallback_from") or entry["version"]))
+        node = plan.find(entry["name"], meta.get("fallback_from") or entry["version"])
         sdist = settings.paths.downloads / meta.get("sdist", "")
         res: dict[str, Any] = {"name": entry["name"], "version": entry["version"]}
         if node is None or not meta.get("sdist") or not sdist.exists():

@@ -144,15 +144,19 @@ def scan_sdist(path: Path) -> WheelRecord:
 def _record(path: Path, kind: str, read: Callable[[Path], dict[str, Any]]) -> WheelRecord:
     """The scan record of `path`: `read`'s fields with its sha256 and size, or an invalid
     record with the reason `read` (or reading the file) gave."""
-    base = {"file": path.name, "path": str(path), "kind": kind}
+    def invalid(reason: str) -> WheelRecord:
+        return WheelRecord(file=path.name, path=str(path), kind=kind, valid=False,
+                           reason=reason)
+
     try:
         fields = read(path)
         size, sha = path.stat().st_size, sha256_file(path)
     except InvalidWheelError as exc:
-        return WheelRecord(**base, valid=False, reason=str(exc))
+        return invalid(str(exc))
     except OSError as exc:
-        return WheelRecord(**base, valid=False, reason=f"cannot read: {exc}")
-    return WheelRecord(**base, valid=True, sha256=sha, size=size, **fields)
+        return invalid(f"cannot read: {exc}")
+    return WheelRecord(file=path.name, path=str(path), kind=kind, valid=True, sha256=sha,
+                       size=size, **fields)
 
 
 def _requirements(meta: dict[str, list[str]]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .models import PlanNode
 from .settings import Settings
 from .wheels import list_input_files
 
@@ -72,7 +73,8 @@ class _JobLogs(logging.Handler):
         self.jobs: dict[int, list[logging.Handler]] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        for handler in self.jobs.get(record.thread, ()):
+        handlers = self.jobs.get(record.thread, ()) if record.thread is not None else ()
+        for handler in handlers:
             if record.levelno >= handler.level:
                 handler.handle(record)
 
@@ -98,9 +100,7 @@ def run_inline(script: Path, **smk: Any) -> None:
     A `script:` job starts an interpreter that imports snakemake and refinery_lib again (0.1 to
     0.6 s per job, measured); this runs the same file with the same `snakemake` object. Jobs run
     in threads side by side, so each gets its own log handlers for the records of its thread,
-    on the domain's loggers only (Snakemake's logging is left alone). The adapters put the
-    repository on sys.path; duplicates are dropped afterwards so thousands of jobs do not
-    grow it.
+    on the domain's loggers only (Snakemake's logging is left alone).
     """
     ns = types.SimpleNamespace(inline=True, scriptdir=str(script.parent), **smk)
     log_path = ns.log[0] if ns.log else None
@@ -121,7 +121,6 @@ def run_inline(script: Path, **smk: Any) -> None:
         logging.getLogger("refinery").error("step failed: %s", exc, exc_info=True)
         raise
     finally:
-        sys.path[:] = list(dict.fromkeys(sys.path))
         job_logs.jobs.pop(threading.get_ident(), None)
         for handler in handlers:
             handler.close()
@@ -140,13 +139,13 @@ def listing_fingerprint(folder: Path) -> str:
     return f"{len(files)} files, sha256 {digest.hexdigest()[:32]}"
 
 
-def build_params(node: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def build_params(node: PlanNode, settings: Settings) -> dict[str, Any]:
     """Only what changes a package's build (`build.BuildIdentity`, which makes the wheel
     cache's key too): so that a change reruns that package alone."""
     from .build import BuildIdentity
 
-    src = node.get("source") or {}
-    return BuildIdentity.of(settings, node["name"], node["version"], src.get("filename", ""),
+    src = node.source or {}
+    return BuildIdentity.of(settings, node.name, node.version, src.get("filename", ""),
                             src.get("sha256", "")).params()
 
 
@@ -159,8 +158,7 @@ def report_run(settings: Settings, success: bool) -> None:
     from .aggregate import aggregate, summary_table
     from .files import read_json
 
-    plan = settings.paths.results / "plan" / "plan.json"
-    if not plan.exists():
+    if not settings.paths.plan.exists():
         print("refinery: no plan was made; see the errors above", file=sys.stderr)
         return
     if success and settings.paths.manifest.exists():

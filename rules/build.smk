@@ -4,9 +4,9 @@ rule reuse_wheels:
         inventory=rules.scan.output.inventory,
         plan=rules.plan.output.plan,
     output:
-        record=f"{RESULTS}/reuse/reused.json",
+        record=RESULTS.reuse_record,
     log:
-        f"{RESULTS}/logs/reuse_wheels.log",
+        RESULTS.job_log("reuse_wheels"),
     run:
         inline("reuse_wheels.py", input, output, params, wildcards, log)
 
@@ -16,9 +16,9 @@ rule fetch_wheels:
     input:
         plan=rules.plan.output.plan,
     output:
-        record=f"{RESULTS}/fetch/fetched.json",
+        record=RESULTS.fetch_record,
     log:
-        f"{RESULTS}/logs/fetch_wheels.log",
+        RESULTS.job_log("fetch_wheels"),
     run:
         inline("fetch_wheels.py", input, output, params, wildcards, log)
 
@@ -26,15 +26,15 @@ rule fetch_wheels:
 rule prepare_build_env:
     """Every planned sdist and its build requirements (as wheels) downloaded once, before any
     build, and each distinct build environment of the local builder made once, so that builds
-    share it or install their own offline (refinery_lib/buildenv.py). An sdist that cannot be
+    share it or install their own offline (refinery_lib/warmup.py). An sdist that cannot be
     downloaded is named in the record and blocks nothing."""
     input:
         plan=rules.plan.output.plan,
     output:
-        record=f"{RESULTS}/buildenv/warm.json",
+        record=RESULTS.buildenv_record,
     log:
-        main=f"{RESULTS}/logs/prepare_build_env.log",
-        pip=f"{RESULTS}/logs/prepare_build_env.pip.log",
+        main=RESULTS.job_log("prepare_build_env"),
+        pip=RESULTS.job_log("prepare_build_env.pip"),
     run:
         inline("prepare_build_env.py", input, output, params, wildcards, log)
 
@@ -47,14 +47,14 @@ rule fetch_sdist:
         # after the warm-up, which downloaded the sdist already (then this job finds it cached)
         buildenv=ancient(rules.prepare_build_env.output.record),
     output:
-        record=f"{RESULTS}/sdists/{{key}}.json",
-    params:
-        source=sdist_params,
+        record=RESULTS.sdist_record("{key}"),
+    log:
+        RESULTS.job_log("fetch_sdist/{key}"),
     # a build is ready only once its sdist is here: fetching in the builds' priority order is
     # what lets the build order follow --schedule when jobs are scarce
     priority: build_priority
-    log:
-        f"{RESULTS}/logs/fetch_sdist/{{key}}.log",
+    params:
+        source=sdist_params,
     run:
         inline("fetch_sdist.py", input, output, params, wildcards, log)
 
@@ -68,22 +68,22 @@ rule build_wheel:
         buildenv=ancient(rules.prepare_build_env.output.record),
         deps=build_dependencies,
     output:
-        outcome=f"{RESULTS}/outcomes/{{key}}.json",
-    params:
-        build=node_build_params,
+        outcome=RESULTS.outcome("{key}"),
+    log:
+        RESULTS.job_log("build_wheel/{key}"),
+    benchmark:
+        RESULTS.benchmark("{key}")
     # shortest-first (or fifo, longest-first) from observed durations in the history
     priority: build_priority
+    conda:
+        "../envs/build.yaml"
+    container:
+        BUILD_IMAGE
     resources:
         mem_mb=build_mem_mb,
         runtime=build_runtime,
         cpus_per_task=build_cpus,
-    log:
-        f"{RESULTS}/logs/build_wheel/{{key}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/build_wheel/{{key}}.tsv"
-    container:
-        BUILD_IMAGE
-    conda:
-        "../envs/build.yaml"
+    params:
+        build=node_build_params,
     script:
         "../scripts/build_wheel.py"

@@ -1,14 +1,12 @@
 # Input functions and shared values; no rules here.
-import functools
-import json
-import os
 from pathlib import Path
 
-from refinery_lib.containers import snakemake_container
-from refinery_lib.models import Action
+from refinery_lib.container_presets import snakemake_container
+from refinery_lib.errors import RefineryError
+from refinery_lib.models import Action, Plan
 from refinery_lib.safe_env import redact_data
 from refinery_lib.scheduling import build_priorities, build_resources
-from refinery_lib.settings import Settings
+from refinery_lib.settings import Settings, WorkflowFiles
 from refinery_lib.workflow import (
     build_params,
     listing_fingerprint,
@@ -24,7 +22,8 @@ BUILD_IMAGE = snakemake_container(
     SETTINGS.target.arch,
     image=config["builder"].get("image") or None,
 )
-RESULTS = config.get("results", "results")
+# the workflow's files as the rules name them: relative to Snakemake's working directory
+RESULTS = WorkflowFiles(Path(config["results"]))
 
 
 wildcard_constraints:
@@ -43,56 +42,45 @@ def input_listing(wildcards):
     return listing_fingerprint(SETTINGS.paths.input)
 
 
-def _plan_nodes():
-    path = checkpoints.plan.get().output.plan
-    return _read_plan(str(path), os.stat(path).st_mtime_ns)
-
-
-@functools.cache
-def _read_plan(path, _mtime):
-    """Parsed once per version of plan.json: input functions ask for it per job."""
-    with open(path) as fh:
-        nodes = json.load(fh)["nodes"]
-    return nodes, {n["key"]: n for n in nodes}
-
-
-def _nodes_with(action):
-    return [n for n in _plan_nodes()[0] if n["action"] == str(action)]
+def _plan():
+    """The plan of this evaluation (Plan.from_file reads each version of the file once)."""
+    return Plan.from_file(checkpoints.plan.get().output.plan)
 
 
 def _node(key):
-    node = _plan_nodes()[1].get(key)
-    if node is None:
-        raise WorkflowError(f"{key} is not a build target of the current plan")
-    return node
+    try:
+        return _plan().node(key)
+    except RefineryError:
+        raise WorkflowError(f"{key} is not a build target of the current plan") from None
 
 
 def aggregate_inputs(wildcards):
     """The records aggregation reads: batched reuse/fetch records and one outcome per build."""
+    plan = _plan()
     inputs = []
-    if _nodes_with(Action.REUSE):
-        inputs.append(f"{RESULTS}/reuse/reused.json")
-    if _nodes_with(Action.FETCH):
-        inputs.append(f"{RESULTS}/fetch/fetched.json")
-    inputs += [f"{RESULTS}/outcomes/{n['key']}.json" for n in _nodes_with(Action.BUILD)]
-    return inputs
+    if plan.nodes(Action.REUSE):
+        inputs.append(RESULTS.reuse_record)
+    if plan.nodes(Action.FETCH):
+        inputs.append(RESULTS.fetch_record)
+    inputs += [RESULTS.outcome(n.key) for n in plan.nodes(Action.BUILD)]
+    return [str(p) for p in inputs]
 
 
 def all_sdist_records(wildcards):
-    return [f"{RESULTS}/sdists/{n['key']}.json" for n in _nodes_with(Action.BUILD)]
+    return [str(RESULTS.sdist_record(n.key)) for n in _plan().nodes(Action.BUILD)]
 
 
 def build_dependencies(wildcards):
     """A dependency built here (or fetched) is an input of its dependents' builds."""
     node = _node(wildcards.key)
-    deps = [f"{RESULTS}/outcomes/{k}.json" for k in node["build_deps"]]
-    if node.get("fetch_deps"):
-        deps.append(f"{RESULTS}/fetch/fetched.json")
-    return deps
+    deps = [RESULTS.outcome(k) for k in node.build_deps]
+    if node.fetch_deps:
+        deps.append(RESULTS.fetch_record)
+    return [str(p) for p in deps]
 
 
 def sdist_params(wildcards):
-    src = _node(wildcards.key)["source"] or {}
+    src = _node(wildcards.key).source or {}
     return {k: src.get(k, "") for k in ("filename", "url", "sha256")}
 
 
@@ -102,16 +90,16 @@ def node_build_params(wildcards):
 
 
 def _build_priorities():
-    names = [n["name"] for n in _nodes_with(Action.BUILD)]
-    return build_priorities(SETTINGS.paths.history_db, names, config.get("schedule", "shortest-first"))
+    names = [n.name for n in _plan().nodes(Action.BUILD)]
+    return build_priorities(SETTINGS.paths.history_db, names, config["schedule"])
 
 
 def build_priority(wildcards):
-    return _build_priorities().get(_node(wildcards.key)["name"], 0)
+    return _build_priorities().get(_node(wildcards.key).name, 0)
 
 
 def _build_resources(wildcards, attempt):
-    return build_resources(SETTINGS.paths.history_db, _node(wildcards.key)["name"], attempt=attempt)
+    return build_resources(SETTINGS.paths.history_db, _node(wildcards.key).name, attempt=attempt)
 
 
 def build_mem_mb(wildcards, attempt):
@@ -138,5 +126,12 @@ def report_run(success):
 
 def inline(script, input, output, params, wildcards, log):
     """A scripts/ adapter run in this process: a `run:` job of a local rule, no new interpreter."""
-    run_inline(Path(workflow.basedir) / "scripts" / script, input=input, output=output,
-               params=params, wildcards=wildcards, log=log, config=config)
+    run_inline(
+        Path(workflow.basedir) / "scripts" / script,
+        input=input,
+        output=output,
+        params=params,
+        wildcards=wildcards,
+        log=log,
+        config=config,
+    )

@@ -4,17 +4,19 @@ checkpoint plan:
         inventory=rules.scan.output.inventory,
         requeue=requeue_record,
     output:
-        plan=f"{RESULTS}/plan/plan.json",
-    # not read by the job (it takes its settings from the config): they are what makes
-    # Snakemake plan again when the target, strategy, index or overrides change
-    # (rerun-triggers include params)
+        plan=RESULTS.plan,
+    log:
+        RESULTS.job_log("plan"),
+    # Rerun triggers, not read by the job (it takes its settings from the config): Snakemake
+    # plans again when one changes (the profiles' rerun-triggers include params). They are
+    # the config the planner reads: the target, the strategy (upgrade, fallback-latest,
+    # expansion depth, no-binary, extras, skip-known-failures), the index (its URLs without
+    # credentials, which stay out of Snakemake's metadata) and the overrides (the planner
+    # reads their version pins; a change to any key plans again).
     params:
         target=config["target"],
         strategy=config["strategy"],
-        # (credentials in an index URL stay out of Snakemake's metadata)
         index=redact_data(config["index"]),
         overrides=config["overrides"],
-    log:
-        f"{RESULTS}/logs/plan.log",
     run:
         inline("plan.py", input, output, params, wildcards, log)

@@ -5,10 +5,10 @@ rule scan:
     or `a<b>.whl` would be read as a wildcard or a path variable): the step lists the folder
     itself, and a fingerprint of that listing (names, sizes, mtimes) reruns it on a change."""
     output:
-        inventory=f"{RESULTS}/scan/inventory.json",
+        inventory=RESULTS.inventory,
+    log:
+        RESULTS.job_log("scan"),
     params:
         listing=input_listing,
-    log:
-        f"{RESULTS}/logs/scan.log",
     run:
         inline("scan.py", input, output, params, wildcards, log)

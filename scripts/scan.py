@@ -1,10 +1,8 @@
-"""Snakemake adapter: scan the input folder into results/scan/inventory.json."""
+"""Snakemake adapter: scan the input folder into the inventory."""
 
-import sys
+from pathlib import Path
 
-sys.path.insert(0, str(__import__("pathlib").Path(snakemake.scriptdir).parent))
+from refinery_lib.steps import scan_input
+from refinery_lib.workflow import script_settings
 
-from refinery_lib.steps import scan_input  # noqa: E402
-from refinery_lib.workflow import script_settings  # noqa: E402
-
-scan_input(script_settings(snakemake), snakemake.output.inventory)
+scan_input(script_settings(snakemake), Path(snakemake.output.inventory))

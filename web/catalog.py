@@ -1,8 +1,9 @@
 """The hint catalog as the panel shows it, and hints for a log that was recorded without any.
 
-The catalog is data (refinery_lib/data/hints.yaml) owned by the hints module; this reads it
-through `refinery_lib.hints` (catalog_as_json, match_log) and falls back to reading the YAML
-itself, so a missing or broken catalog module leaves the panel working with plain patterns.
+The catalog is data (refinery_lib/data/hints.yaml) owned by `refinery_lib.hint_catalog`, which
+validates it (catalog_as_json); logs are matched by `refinery_lib.hints.match_log`. Without
+them, or with a broken catalog, this reads the YAML itself, so the panel keeps working with
+plain patterns.
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ def load(path: Path | None = None) -> list[dict[str, Any]]:
 
 def _load(path: Path | None) -> list[dict[str, Any]]:
     try:
-        from refinery_lib import hints  # the owner's loader validates and expands patterns
+        from refinery_lib import hint_catalog  # the owner's loader validates and expands patterns
 
-        return [normalize(e) for e in hints.catalog_as_json(path)]
+        return [normalize(e) for e in hint_catalog.catalog_as_json(path)]
     except (ImportError, AttributeError):
         pass
     except RefineryError as exc:  # a broken catalog must not take the panel down

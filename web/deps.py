@@ -42,6 +42,7 @@ async def get_history(settings: Settings) -> History:
     """The history as it is now: read-only, its queries cached per state (web/store.py);
     a damaged database raises HistoryUnavailable, a 503 naming it (app.py). Opened when the
     route first uses it, in the route's thread."""
+    # a proxy, not a subclass: every attribute is the opened History's (__getattr__)
     return LazyHistory(settings.db_path)  # type: ignore[return-value]
 
 
@@ -51,6 +52,12 @@ async def get_queue(settings: Settings) -> RetryQueue:
 
 def get_catalog(settings: Settings) -> list[dict[str, Any]]:
     return catalog.load(settings.hints_path)
+
+
+#: what a route declares to be given the history, the queue or the hint catalog
+HistoryDep = Annotated[History, Depends(get_history)]
+QueueDep = Annotated[RetryQueue, Depends(get_queue)]
+CatalogDep = Annotated[list[dict[str, Any]], Depends(get_catalog)]
 
 
 def worker_for(state: Any, settings: PanelSettings):

@@ -27,7 +27,7 @@ from urllib.parse import quote, urlencode
 import anyio
 from packaging.version import InvalidVersion, Version
 
-from refinery_lib.hints import ERROR_WINDOW, first_error_line, head_and_tail
+from refinery_lib.failure_lines import ERROR_WINDOW, first_error_line, head_and_tail
 
 # CACHE/logs/<key>-attempt<N>-<variant>.log, key = node_key(name, version) (no '-' inside)
 _LOG_RE = re.compile(
@@ -187,9 +187,9 @@ def _line_no_of(text: str, found: str) -> int:
 
 
 def first_error(log: LogFile | None, window: int = ERROR_WINDOW) -> FirstError | None:
-    """What went wrong, by `refinery_lib.hints.first_error_line` (the line the CLI reports
-    too), over the log's head and tail read from a safely opened descriptor (`open_log`):
-    never the path again, which a build could have swapped for a link by now."""
+    """What went wrong, by `refinery_lib.failure_lines.first_error_line` (the line the CLI
+    reports too), over the log's head and tail read from a safely opened descriptor
+    (`open_log`): never the path again, which a build could have swapped for a link by now."""
     fh = open_log(log) if log is not None else None
     if fh is None:
         return None
@@ -250,7 +250,7 @@ class Tailer:
         """The descriptor to read (the one held, or the log that replaced it) and its stat."""
         log = self.locate()
         fresh = open_log(log) if log is not None else None
-        if fresh is None:
+        if log is None or fresh is None:
             return None
         st = os.fstat(fresh.fileno())
         if self.fh is not None and (st.st_dev, st.st_ino) == self.current:

@@ -5,20 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, TypeAdapter
 
-from refinery_lib.history import History
-from refinery_lib.queue import RetryQueue
-
 from . import catalog, views
-from .deps import Name, Settings, get_catalog, get_history, get_queue, history_exists
+from .deps import CatalogDep, HistoryDep, Name, QueueDep, Settings, history_exists
 from .store import Store, cached
 
 router = APIRouter(prefix="/api", tags=["stats"])
 
-HistoryDep = Annotated[History, Depends(get_history)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
@@ -94,7 +90,7 @@ _hint_answers = Store(Path("(hint answers)"), size=64)
 
 
 @router.get("/hints", response_model=list[Hint])
-def hints(entries: Annotated[list, Depends(get_catalog)], settings: Settings,
+def hints(entries: CatalogDep, settings: Settings,
           q: Annotated[str, Query(max_length=200)] = "",
           category: Annotated[str, Query(max_length=100)] = ""):
     def answer() -> bytes:
@@ -108,8 +104,7 @@ def hints(entries: Annotated[list, Depends(get_catalog)], settings: Settings,
 
 
 @router.get("/stats", response_model=Stats)
-def stats_api(history: HistoryDep, settings: Settings,
-              queue: Annotated[RetryQueue, Depends(get_queue)]):
+def stats_api(history: HistoryDep, settings: Settings, queue: QueueDep):
     """`status_counts` counts events (every attempt, rebuild and reuse); `packages_by_status`
     counts packages by their latest outcome, as the dashboard's cards do."""
     exists, depth, mode = history_exists(history), len(queue), settings.worker_mode
@@ -118,10 +113,9 @@ def stats_api(history: HistoryDep, settings: Settings,
                 "history_exists": exists, "queue_depth": depth, "worker_mode": mode})))
 
 
-@router.get("/packages/{name}")
-def package_api(name: Name, history: HistoryDep, settings: Settings,
-                queue: Annotated[RetryQueue, Depends(get_queue)],
-                entries: Annotated[list, Depends(get_catalog)]) -> dict[str, Any]:
+@router.get("/packages/{name}", response_model=dict[str, Any])
+def package_api(name: Name, history: HistoryDep, settings: Settings, queue: QueueDep,
+                entries: CatalogDep) -> Response:
     """Summary, alerts, recent failures with hints, variant history and the suggested retry."""
     data = views.package(name, history, queue, settings, entries)
     if data is None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
-from refinery_lib.history import History
-
 from . import logs
-from .deps import Name, Settings, Version, get_history
+from .deps import HistoryDep, Name, Settings, Version
 from .routes_pages import render
 
 router = APIRouter(tags=["logs"])
@@ -30,8 +28,7 @@ def _choose(settings, name: str, version: str, attempt, variant):
     responses={200: {"content": {"application/json": {}, "text/html": {}}}},
 )
 def log_page(request: Request, name: Name, version: Version, settings: Settings,
-             history: Annotated[History, Depends(get_history)],
-             attempt: Attempt = None, variant: Variant = None):
+             history: HistoryDep, attempt: Attempt = None, variant: Variant = None):
     """The chosen (default: newest) attempt log of name==version; JSON when asked for."""
     found, chosen = _choose(settings, name, version, attempt, variant)
     if not found and not any(e["version"] == version for e in history.recent(200, name)):

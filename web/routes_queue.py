@@ -13,7 +13,6 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from refinery_lib.history import History
 from refinery_lib.queue import (
     DeadLetter,
     RetryQueue,
@@ -22,16 +21,7 @@ from refinery_lib.queue import (
     steps_from_text,
 )
 
-from .deps import (
-    Authorized,
-    Name,
-    Settings,
-    Worker,
-    get_catalog,
-    get_history,
-    get_queue,
-    token_ok,
-)
+from .deps import Authorized, CatalogDep, HistoryDep, Name, QueueDep, Settings, Worker, token_ok
 from .routes_api import json_bytes, json_response
 from .security import CSRF_FIELD, FORM_TYPE, media_type
 from .sessions import (
@@ -46,7 +36,6 @@ from .views import package as package_view
 
 router = APIRouter(tags=["queue"])
 
-QueueDep = Annotated[RetryQueue, Depends(get_queue)]
 RequestId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{8,64}$")]
 
 
@@ -214,8 +203,8 @@ def retry_package(
     name: Name,
     settings: Settings,
     queue: QueueDep,
-    history: Annotated[History, Depends(get_history)],
-    entries: Annotated[list, Depends(get_catalog)],
+    history: HistoryDep,
+    entries: CatalogDep,
     parsed: Annotated[tuple[RetryIn, bool], Depends(retry_body)],
 ):
     """Queue a rebuild of `name`; without a recipe, the one suggested by its failures' hints."""

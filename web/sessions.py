@@ -18,6 +18,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from fastapi import Request, Response
 
@@ -34,8 +35,8 @@ def _digest(sid: str) -> str:
     return hashlib.sha256(sid.encode()).hexdigest()
 
 
-def plausible_sid(sid: str | None) -> bool:
-    return bool(sid) and 20 <= len(sid) <= 100 and set(sid) <= _SID_CHARS
+def plausible_sid(sid: str | None) -> TypeGuard[str]:
+    return sid is not None and 20 <= len(sid) <= 100 and set(sid) <= _SID_CHARS
 
 
 @dataclass

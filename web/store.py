@@ -171,20 +171,19 @@ class Store:
             if held is not None and held[0] == state:
                 values.move_to_end(key)
                 return held[1]
-            flight = self._flights.get((key, state))
-            lead = flight is None
-            if lead:
+            under_way = self._flights.get((key, state))
+            if under_way is None:
                 flight = self._flights[(key, state)] = _Flight()
                 self.computed[key[0]] += 1
             elif stale and held is not None and not nested:
                 return held[1]
             else:
-                flight.waiters += 1
-        if not lead:
-            flight.done.wait()
-            if flight.error is not None:
-                raise flight.error
-            return flight.value
+                under_way.waiters += 1
+        if under_way is not None:
+            under_way.done.wait()
+            if under_way.error is not None:
+                raise under_way.error
+            return under_way.value
         _local.depth = getattr(_local, "depth", 0) + 1
         try:
             value = compute()
@@ -301,6 +300,9 @@ class MissingHistory(EmptyHistory):
         self.exists = exists
         self.state = ("missing", exists)
 
+    def cached(self, key: tuple, compute: Callable[[], T]) -> T:
+        return compute() if self.store is None else self.store.get(key, self.state, compute)
+
 
 class PanelHistory(ReadOnlyHistory):
     """The history at one state, read-only; its queries are cached for that state."""
@@ -358,10 +360,9 @@ class PanelHistory(ReadOnlyHistory):
 def cached(history: History, key: tuple, compute: Callable[[], T]) -> T:
     """`compute()` once per state of the panel's history; every time for any other History
     (a test's, the worker's)."""
-    store = getattr(history, "store", None)
-    if store is None:
-        return compute()
-    return store.get(key, history.state, compute)
+    # getattr, not isinstance: routes get a LazyHistory, which hands on every attribute
+    own: Callable[[tuple, Callable[[], T]], T] | None = getattr(history, "cached", None)
+    return compute() if own is None else own(key, compute)
 
 
 _stores: OrderedDict[str, Store] = OrderedDict()

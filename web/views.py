@@ -6,7 +6,7 @@ import functools
 from collections import Counter
 from typing import Any
 
-from refinery_lib.hints import ERROR_LINE_MAX
+from refinery_lib.failure_lines import ERROR_LINE_MAX
 from refinery_lib.history import History
 from refinery_lib.queue import RetryQueue
 
@@ -109,8 +109,9 @@ def _first_error(event: dict[str, Any]) -> logs.FirstError | None:
         return found
     for h in event["metadata"].get("hints") or []:
         if isinstance(h, dict) and isinstance(h.get("line"), str) and h["line"].strip():
-            line_no = h.get("line_no") if isinstance(h.get("line_no"), int) else 0
-            return logs.FirstError(line_no, h["line"].strip()[:ERROR_LINE_MAX])
+            line_no = h.get("line_no")
+            return logs.FirstError(line_no if isinstance(line_no, int) else 0,
+                                   h["line"].strip()[:ERROR_LINE_MAX])
     return None
 
 
@@ -118,7 +119,8 @@ class _Logs:
     """find_logs once per version: a page asks for the log of many events."""
 
     def __init__(self, settings: PanelSettings):
-        self.settings, self.seen = settings, {}
+        self.settings = settings
+        self.seen: dict[str, list[logs.LogFile]] = {}
 
     def of(self, name: str, version: str) -> list[logs.LogFile]:
         if version not in self.seen:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import proc
-from ..buildenv import BuildRequires, shared_unmet
+from ..attempt_env import shared_unmet
+from ..build_requirements import BuildRequires
 from ..errors import BuildError
 from ..pep517 import build_in_env
 from ..recipes import Recipe
@@ -139,7 +140,8 @@ def tools_for(settings: Settings, packages: tuple[str, ...] = (),
               log_path: Path | None = None) -> CrossTools:
     """zig for the target and the target's Python, from the target image (with a recipe's
     target libraries installed into a derived image first)."""
-    from ..containers import DEFAULT_IMAGE_CACHE, ensure_image, get_preset, image_with_packages
+    from ..container_images import DEFAULT_IMAGE_CACHE, ensure_image, image_with_packages
+    from ..container_presets import get_preset
 
     c = settings.container
     assert c is not None

@@ -52,16 +52,11 @@ class TargetLibrary:
 
 @dataclass(frozen=True)
 class BuiltLibrary:
+    """A target library built for the toolchain's target: headers in PREFIX/include, static
+    archives in PREFIX/lib (where `backends.cross_build` looks first)."""
+
     library: TargetLibrary
     prefix: Path
-
-    @property
-    def include(self) -> Path:
-        return self.prefix / "include"
-
-    @property
-    def lib(self) -> Path:
-        return self.prefix / "lib"
 
 
 @lru_cache(maxsize=1)

@@ -21,9 +21,11 @@ import tarfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import proc
-from ..containers import image_id, oci_arch
+from ..container_images import image_id
+from ..container_presets import oci_arch
 from ..errors import BuildError, CommandError
 from ..files import exclusive, inside, write_json
 
@@ -89,13 +91,14 @@ class TargetPython:
         ]
         return [d for d in dirs if d.is_dir()]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, str]:
         return {k: str(v) for k, v in self.__dict__.items()}
 
     @classmethod
-    def from_json(cls, data: dict) -> TargetPython:
+    def from_json(cls, data: dict[str, str]) -> TargetPython:
         paths = {"root", "include", "sysconfig_dir", "libview"}
-        return cls(**{k: Path(v) if k in paths else v for k, v in data.items()})
+        fields: dict[str, Any] = {k: Path(v) if k in paths else v for k, v in data.items()}
+        return cls(**fields)
 
 
 def target_python(

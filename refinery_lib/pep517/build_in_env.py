@@ -1,8 +1,8 @@
 """Build a wheel with a build environment that is ready already: `build`'s API, no new env.
 
-The warm-up (refinery_lib/buildenv.py) makes one environment per distinct set of build
-requirements; builds of the local builder that share it run this program in the builder's
-interpreter:
+The warm-up (refinery_lib/warmup.py, refinery_lib/shared_venvs.py) makes one environment per
+distinct set of build requirements; builds of the local builder that share it run this
+program in the builder's interpreter:
 
     python .../refinery_lib/pep517/build_in_env.py --python ENV/bin/python --outdir DIST SRC
 
@@ -38,7 +38,7 @@ LACKS = "refinery: the shared build environment lacks: "
 
 def site_packages(env: Path) -> list[str]:
     """The environment's site-packages folders (purelib and platlib may be two)."""
-    found = {}
+    found: dict[str, str] = {}
     candidates = [*env.glob("lib/python*/site-packages"), *env.glob("lib64/python*/site-packages")]
     for p in sorted(candidates):
         if p.is_dir():  # lib64 is often a link to lib: each folder once

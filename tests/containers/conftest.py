@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from refinery_lib import containers
+from refinery_lib.container_engine import check_emulation
+from refinery_lib.container_images import ensure_image, image_arch
+from refinery_lib.errors import BuildError
 
 IMAGE_CACHE = Path(os.environ.get("REFINERY_IMAGE_CACHE", "/var/cache/refinery-images"))
 ENGINE = "podman"
@@ -24,8 +26,8 @@ def _missing() -> str | None:
     if not shutil.which(ENGINE):
         return f"{ENGINE} is not installed (.ci/install.d/20-containers.sh installs it)"
     try:
-        containers.check_emulation(ARCH)
-    except containers.BuildError as exc:
+        check_emulation(ARCH)
+    except BuildError as exc:
         return str(exc)
     return None
 
@@ -44,6 +46,6 @@ def debian_s390x_image() -> str:
         lines.append(line)
         print(f"[bootstrap] {line}", file=sys.stderr, flush=True)
 
-    image = containers.ensure_image(ENGINE, "debian", ARCH, IMAGE_CACHE, progress=progress)
-    assert containers.image_arch(ENGINE, image) == "s390x"
+    image = ensure_image(ENGINE, "debian", ARCH, IMAGE_CACHE, progress=progress)
+    assert image_arch(ENGINE, image) == "s390x"
     return image

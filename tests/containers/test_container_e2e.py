@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from packaging.utils import parse_wheel_filename
 
-from refinery_lib import containers
+from refinery_lib.container_attempt import build_in_container
+from refinery_lib.container_presets import PolicyNotMetError
 from tests.conftest import build_tools_wheels
 from tests.fixtures.projects import build_sdist, write_project
 
@@ -52,7 +53,7 @@ def build(sdist: Path, tmp_path: Path, image: str, tag: str, **kw):
         log_path=tmp_path / "logs" / "attempt1.log", timeout=1800,
     )
     args.update(kw)
-    return containers.build_in_container(sdist, tmp_path / "work", **args)
+    return build_in_container(sdist, tmp_path / "work", **args)
 
 
 def so_headers(wheel: Path) -> dict[str, bytes]:
@@ -62,7 +63,7 @@ def so_headers(wheel: Path) -> dict[str, bytes]:
 
 def test_too_recent_glibc_symbol_cannot_claim_manylinux2014(debian_s390x_image, sdists,
                                                             tmp_path):
-    with pytest.raises(containers.PolicyNotMetError) as info:
+    with pytest.raises(PolicyNotMetError) as info:
         build(sdists["cnew"], tmp_path, debian_s390x_image, "manylinux2014_s390x")
     err = info.value
     message = str(err)

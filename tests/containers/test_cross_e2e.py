@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from refinery_lib import containers
+from refinery_lib.container_engine import Mount, engine_argv
 from tests.conftest import TOOLS_CACHE, build_tools_wheels, run_refinery
 from tests.fixtures.cross_projects import cross_sdists
 from tests.fixtures.projects import build_sdist, make_wheel, write_project, write_simple_index
@@ -145,10 +145,10 @@ def test_cross_builds_land_manylinux2014_s390x_wheels_that_import_under_qemu(
             zf.extractall(site)
     code = ("import xcpp, xmeson, xzlib; print(xcpp.byteorder(), xmeson.byteorder(), "
             "xcpp.sorted_words('z s390 a'), xmeson.add(40, 2), xzlib.zlib_version())")
-    argv = containers.engine_argv(
+    argv = engine_argv(
         "podman", debian_s390x_image,
         ["python3", "-c", f"import sys; sys.path.insert(0, '/site'); {code}"],
-        arch="s390x", network=False, mounts=[containers.Mount(site, "/site")])
+        arch="s390x", network=False, mounts=[Mount(site, "/site")])
     out = subprocess.run(argv, check=True, capture_output=True, text=True,
                          timeout=600).stdout.split()
     assert out[:6] == ["big", "big", "a", "s390", "z", "42"]

@@ -38,9 +38,8 @@ def _layout(tmp_path, s):
             requirement="ghost>=1",
         ),
     ]
-    res = s.paths.results
     write_json(
-        res / "plan" / "plan.json",
+        s.paths.plan,
         {
             "nodes": [n.to_json() for n in nodes],
             "invalid": [{"file": "junk.whl", "path": "/in/junk.whl", "reason": "not a zip"}],
@@ -48,7 +47,7 @@ def _layout(tmp_path, s):
         },
     )
     write_json(
-        res / "reuse" / "reused.json",
+        s.paths.reuse_record,
         [
             Outcome(
                 "pure",
@@ -62,7 +61,7 @@ def _layout(tmp_path, s):
         ],
     )
     write_json(
-        res / "outcomes" / f"{node_key('dep', '2.0')}.json",
+        s.paths.outcome(node_key("dep", "2.0")),
         Outcome(
             "dep",
             "2.0",
@@ -75,7 +74,7 @@ def _layout(tmp_path, s):
         ).to_json(),
     )
     write_json(
-        s.paths.failures / f"{node_key('bad', '0.1')}.json",
+        s.paths.failure(node_key("bad", "0.1")),
         Outcome(
             "bad",
             "0.1",
@@ -126,7 +125,7 @@ def test_outcome_beats_stale_failure_record(tmp_path):
     _layout(tmp_path, s)
     fixed = make_wheel(s.paths.output, "bad", "0.1", "cp311-cp311-manylinux2014_s390x")
     write_json(
-        s.paths.results / "outcomes" / f"{node_key('bad', '0.1')}.json",
+        s.paths.outcome(node_key("bad", "0.1")),
         Outcome("bad", "0.1", Status.BUILT, path=str(fixed), wheel=fixed.name).to_json(),
     )
     m = aggregate(s, run_id="run-2")
@@ -184,7 +183,7 @@ def test_build_only_nodes_are_no_output_packages(tmp_path, caplog):
     """Build requirements the requeue planned (build-only) stay out of the output folder, the
     manifest, OUTPUT/simple and the closure check; their events reach the history."""
     s = _settings(tmp_path)
-    out, res = s.paths.output, s.paths.results
+    out = s.paths.output
     app = make_wheel(out, "app", "1.0", "cp311-cp311-manylinux2014_s390x")
     # build.py places every built wheel in the output folder, build-only ones too; this one
     # needs a package that is in no output, so a closure check over it would fail
@@ -201,24 +200,24 @@ def test_build_only_nodes_are_no_output_packages(tmp_path, caplog):
         _node("other", "1.0", Action.BUILD, build_deps=(bad_key,), input_files=("o.whl",)),
         _node("lazy", "0.2", Action.BUILD, build_only=True, needed_by=("app==1.0",)),
     ]
-    write_json(res / "plan" / "plan.json", {"nodes": [n.to_json() for n in nodes]})
+    write_json(s.paths.plan, {"nodes": [n.to_json() for n in nodes]})
     write_json(
-        res / "outcomes" / f"{node_key('app', '1.0')}.json",
+        s.paths.outcome(node_key("app", "1.0")),
         Outcome("app", "1.0", Status.BUILT, path=str(app), wheel=app.name, sha256="1" * 64,
                 events=[new_event("app", "1.0", Status.BUILT)]).to_json(),
     )
     write_json(
-        res / "outcomes" / f"{tool_key}.json",
+        s.paths.outcome(tool_key),
         Outcome("tool", "2.0", Status.BUILT, path=str(tool), wheel=tool.name, sha256="2" * 64,
                 events=[new_event("tool", "2.0", Status.BUILT)]).to_json(),
     )
     write_json(
-        res / "fetch" / "fetched.json",
+        s.paths.fetch_record,
         [Outcome("helper", "3.0", Status.FETCHED, path=str(fetched), wheel=fetched.name,
                  sha256="3" * 64, events=[new_event("helper", "3.0", Status.FETCHED)]).to_json()],
     )
     write_json(
-        s.paths.failures / f"{bad_key}.json",
+        s.paths.failure(bad_key),
         Outcome("badtool", "0.1", Status.FAILED, detail="error: no compiler",
                 events=[new_event("badtool", "0.1", Status.FAILED, "error: no compiler")]
                 ).to_json(),
@@ -253,9 +252,9 @@ def test_wheel_of_a_former_build_only_node_lands_again(tmp_path):
     s = _settings(tmp_path)
     tool = make_wheel(s.paths.wheels, "tool", "2.0", "cp311-cp311-manylinux2014_s390x")
     node = _node("tool", "2.0", Action.BUILD, input_files=("tool.whl",))
-    write_json(s.paths.results / "plan" / "plan.json", {"nodes": [node.to_json()]})
+    write_json(s.paths.plan, {"nodes": [node.to_json()]})
     write_json(
-        s.paths.results / "outcomes" / f"{node.key}.json",
+        s.paths.outcome(node.key),
         Outcome("tool", "2.0", Status.BUILT, path=str(s.paths.output / tool.name),
                 wheel=tool.name, sha256=sha256_file(tool)).to_json(),
     )
@@ -286,3 +285,64 @@ def test_wheels_the_last_manifest_landed_leave_the_output_when_this_run_does_not
     (out / "manifest.json").write_text("{garbage")  # a damaged manifest withdraws nothing
     _withdraw_unlisted(out / "manifest.json", out, set())
     assert len(list(out.glob("*.whl"))) == 3
+
+
+def test_the_aggregation_reads_only_declared_records(tmp_path, monkeypatch):
+    """Every file the aggregation reads under RESULTS is a file of the WorkflowFiles table,
+    declared by a rule (an output, log or benchmark the .smk files name through RESULTS, the
+    aggregate rule's input among them) or, for a failure record, which no rule can declare
+    (Snakemake removes a failed job's outputs), by Paths.failure; no folder is listed."""
+    import builtins
+    import io
+    import re
+    from pathlib import Path
+
+    from refinery_lib.aggregate import collect
+    from refinery_lib.settings import WorkflowFiles
+    from tests.conftest import REPO
+
+    s = _settings(tmp_path)
+    _layout(tmp_path, s)
+    dep = node_key("dep", "2.0")
+    s.paths.benchmark(dep).parent.mkdir(parents=True)
+    s.paths.benchmark(dep).write_text("s\tmax_rss\n1.0\t12.5\n")
+    write_json(s.paths.fetch_record, [])
+    read, listed = [], []
+    real_open = builtins.open
+
+    def recording_open(file, *args, **kwargs):
+        read.append(Path(file))
+        return real_open(file, *args, **kwargs)
+
+    def listing(name):
+        real = getattr(Path, name)
+
+        def wrapper(self, *args, **kwargs):
+            listed.append(self)
+            return real(self, *args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(builtins, "open", recording_open)
+    monkeypatch.setattr(io, "open", recording_open)
+    for name in ("glob", "rglob", "iterdir"):
+        monkeypatch.setattr(Path, name, listing(name))
+    collected = collect(s)
+    monkeypatch.undo()
+    assert collected.entries[1].metadata["max_rss_mb"] == 12.5  # the benchmark was read
+    assert not [p for p in listed if p.is_relative_to(s.paths.results)]
+    files = WorkflowFiles(s.paths.results)
+    table = {name: getattr(files, name) for name, entry in vars(WorkflowFiles).items()
+             if hasattr(entry, "relative")}
+    patterns = {name: re.compile(re.escape(str(value("{key}") if callable(value) else value))
+                                 .replace(re.escape("{key}"), "[^/]+") + "$")
+                for name, value in table.items()}
+    rules = "".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    entries = set()
+    for path in read:
+        if path.is_relative_to(s.paths.results):
+            (name,) = [n for n, pattern in patterns.items() if pattern.match(str(path))]
+            entries.add(name)
+    assert entries == {"plan", "reuse_record", "fetch_record", "outcome", "benchmark", "failure"}
+    for name in entries - {"failure"}:
+        assert f"RESULTS.{name}" in rules, f"no rule declares {name}"
+    assert "RESULTS.failure" not in rules

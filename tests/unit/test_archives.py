@@ -192,8 +192,8 @@ def test_sdist_bomb_by_ratio(tmp_path, monkeypatch):
 
 
 def test_corrupt_tar_block_in_the_middle_is_fatal(tmp_path):
-    """tarfile stops quietly at a spoiled header; the old unpacking built from the part
-    before it."""
+    """tarfile stops quietly at a spoiled header: the unpacking fails there rather than
+    build from the part before it."""
     raw = tar_bytes([
         tar_member("pkg-1.0", type=tarfile.DIRTYPE, mode=0o755),
         tar_member("pkg-1.0/PKG-INFO", PKG_INFO),

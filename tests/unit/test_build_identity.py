@@ -11,6 +11,7 @@ import pytest
 
 from refinery_lib.build import BuildIdentity, build_key
 from refinery_lib.models import Action, PlanNode
+from refinery_lib.overrides import PackageOverride
 from refinery_lib.workflow import build_params
 from tests.fixtures.config import unit_settings
 
@@ -21,7 +22,7 @@ SHA = "ab" * 32
 
 def both(settings) -> tuple[str, dict]:
     """(the cache key, the rule's params) of NODE under `settings`."""
-    return build_key(NODE, settings, SHA), build_params(NODE.to_json(), settings)
+    return build_key(NODE, settings, SHA), build_params(NODE, settings)
 
 
 def test_the_key_of_a_local_build_is_the_one_it_always_was(tmp_path):
@@ -94,7 +95,7 @@ def test_params_are_every_field_and_the_key_every_field_but_the_node(tmp_path):
         "python": "3.12", "platform": "manylinux_2_28_s390x", "builder": "cross",
         "image": "debian", "variants": (("isolated", "Variant(name='isolated')"),),
         "variant_order": ("no-isolation",), "binary_build_deps": not ident.binary_build_deps,
-        "override": {"version": "0.9"},
+        "override": PackageOverride(version="0.9"),
     }
     assert set(other) == set(ident.params())
     for name, value in other.items():
@@ -109,6 +110,6 @@ def test_params_are_every_field_and_the_key_every_field_but_the_node(tmp_path):
 def test_the_rule_and_the_cache_see_the_same_identity(tmp_path):
     s = unit_settings(tmp_path)
     ident = BuildIdentity.of(s, "demo", "1.0", "demo-1.0.tar.gz", SHA)
-    assert build_params(NODE.to_json(), s) == ident.params()
+    assert build_params(NODE, s) == ident.params()
     assert build_key(NODE, s, SHA) == ident.key()
     assert ident.builder == "cross" and ident.image == "debian"

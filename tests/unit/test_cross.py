@@ -222,11 +222,11 @@ def test_wrappers_read_host_system_folders_as_the_targets(tmp_path):
 def test_cross_builds_get_the_shipped_package_settings_unless_the_user_has_their_own(tmp_path):
     conf = {"target": {"platform_tag": f"manylinux2014_{FOREIGN}"}}
     shipped = Settings.from_config(conf, tmp_path).overrides["pillow"]
-    assert shipped["target_libraries"] == ["zlib", "libjpeg-turbo"]
-    assert "xcb=disable" in shipped["config_settings"]
+    assert shipped.target_libraries == ("zlib", "libjpeg-turbo")
+    assert "xcb=disable" in shipped.config_settings
     mine = Settings.from_config({**conf, "overrides": {"Pillow": {"env": {"A": "1"}}}},
                                 tmp_path).overrides["pillow"]
-    assert mine == {"env": {"A": "1"}}
+    assert mine.to_json() == {"env": {"A": "1"}}
     native = Settings.from_config({"target": {"platform_tag": "native"}}, tmp_path)
     assert "pillow" not in native.overrides
 

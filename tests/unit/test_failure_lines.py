@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from refinery_lib import build, containers, hints
+from refinery_lib import build, container_images, container_run, failure_lines
 from refinery_lib.aggregate import summary_table
 from refinery_lib.build import AttemptResult, _failure, _Run, failure_line
 from refinery_lib.errors import BuildError
-from refinery_lib.hints import REASON_SEP, first_error_line
+from refinery_lib.failure_lines import REASON_SEP, first_error_line
 from refinery_lib.models import Action, PlanNode, node_key
 from refinery_lib.workflow import build_failure_exits
 from tests.fixtures.config import unit_settings
@@ -54,7 +54,7 @@ REAL: dict[str, str] = {
 def test_first_error_line_of_real_build_logs(name):
     line = first_error_line(LOGS / f"{name}.log")
     assert line.startswith(REAL[name]), line
-    assert len(line) <= hints.ERROR_LINE_MAX
+    assert len(line) <= failure_lines.ERROR_LINE_MAX
 
 
 def _log(tmp_path: Path, text: str) -> Path:
@@ -146,11 +146,11 @@ def test_a_long_line_keeps_its_error_in_view():
     command = "gcc " + " ".join(f"-I/very/long/include/path/{i}" for i in range(40))
     line = first_error_line(f"{command} /bin/sh: 1: krb5-config: not found\n")
     assert line.endswith("krb5-config: not found")
-    assert len(line) <= hints.ERROR_LINE_MAX and line.startswith("…")
+    assert len(line) <= failure_lines.ERROR_LINE_MAX and line.startswith("…")
 
 
 def test_a_huge_log_is_read_at_both_ends_only(tmp_path, monkeypatch):
-    monkeypatch.setattr(hints, "ERROR_WINDOW", 64 << 10)
+    monkeypatch.setattr(failure_lines, "ERROR_WINDOW", 64 << 10)
     path = tmp_path / "huge.log"
     filler = "compiling object file number something or other\n" * 20_000  # about 1 MB
     path.write_text(
@@ -180,15 +180,17 @@ def test_a_200_mb_log_costs_two_windows_of_memory(tmp_path):
     finally:
         tracemalloc.stop()
     assert line == "src/z.c:2:3: fatal error: zlib.h: No such file or directory"
-    assert peak < 8 * hints.ERROR_WINDOW  # the whole file would be 200 MB
+    assert peak < 8 * failure_lines.ERROR_WINDOW  # the whole file would be 200 MB
     assert took < 10  # regexes run on the lines with an error word only
 
 
 def test_one_error_line_helper_for_every_builder():
     # the host builder's and the container builder's reasons come from the same function
-    assert build.first_error_line is hints.first_error_line
-    assert containers.first_error_line is hints.first_error_line
-    assert not hasattr(build, "_last_error") and not hasattr(containers, "_last_line")
+    assert build.first_error_line is failure_lines.first_error_line
+    for container_side in (container_run, container_images):
+        assert container_side.first_error_line is failure_lines.first_error_line
+        assert not hasattr(container_side, "_last_line")
+    assert not hasattr(build, "_last_error")
 
 
 ZSTD_HINT = {

@@ -6,19 +6,13 @@ import json
 import re
 from pathlib import Path
 
+import jsonschema
 import pytest
 
+from refinery_lib import hint_catalog
 from refinery_lib import hints as hints_mod
-from refinery_lib.hints import (
-    CATEGORIES,
-    CatalogError,
-    Hint,
-    catalog_as_json,
-    load_catalog,
-    match_log,
-    python_deps_from_hints,
-    recipe_from_hints,
-)
+from refinery_lib.hint_catalog import CATEGORIES, CatalogError, catalog_as_json, load_catalog
+from refinery_lib.hints import Hint, match_log, python_deps_from_hints, recipe_from_hints
 
 LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 
@@ -509,30 +503,74 @@ GOOD = """\
 """
 
 
+def _bad(tmp_path: Path, text: str) -> str:
+    """The one-line message load_catalog gives for GOOD followed by `text`."""
+    path = tmp_path / "hints.yaml"
+    path.write_text(GOOD + text)
+    with pytest.raises(CatalogError) as info:
+        load_catalog(path)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{path} entry #2")
+    return message
+
+
+def _entry(name: str, **changes: str) -> str:
+    """GOOD as entry `name`, each `key=new text` replacing that key's line."""
+    text = GOOD.replace("good-one", name)
+    for key, value in changes.items():
+        text = re.sub(rf"^  {key}:.*\n", value, text, flags=re.MULTILINE)
+    return text
+
+
+# a bad second entry -> what the message must say after "entry #2 (<id>): "
+SCHEMA_CASES = [
+    (_entry("no-note", note=""), "no-note): note: missing"),
+    (_entry("bad-cat", category="  category: misc\n"), "bad-cat): category: 'misc' is not one of"),
+    (_entry("Not_Kebab"), "(Not_Kebab): id: 'Not_Kebab' does not match"),
+    (_entry("blank-note", note="  note: '  '\n"), "blank-note): note: "),
+    (_entry("bad-step", steps="  steps: [[]]\n"), "bad-step): steps[0]: [] should be non-empty"),
+    (_entry("bad-pkg", apt="  apt: ['libx; rm']\n"), "bad-pkg): apt[0]: 'libx; rm' does not match"),
+    (_entry("num-env") + "  env: {CFLAGS: 2}\n", "num-env): env.CFLAGS: 2 is not of type 'string'"),
+    (_entry("repo") + "  dnf_repos: [powertools]\n", "repo): dnf_repos[0]: 'powertools' is"),
+    (_entry("flag") + "  fallback: maybe\n", "flag): fallback: 'maybe' is not of type 'boolean'"),
+    (_entry("extra") + "  bogus: 1\n", "extra): bogus: unknown field"),
+    (_entry("no-list", patterns="  patterns: 'one'\n"), "no-list): patterns: 'one' is not of type"),
+    ("- just text\n", "entry #2: entry: 'just text' is not of type 'object'"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), SCHEMA_CASES)
+def test_catalog_schema_names_the_entry_and_the_field(tmp_path, extra, message):
+    assert message in _bad(tmp_path, extra)
+
+
+def test_catalog_schema_says_in_words_what_a_pattern_rule_wants(tmp_path):
+    assert "(kebab-case, lowercase letters and digits" in _bad(tmp_path, _entry("Not_Kebab"))
+    assert "(a package name, letters, digits" in _bad(tmp_path, _entry("p", dnf="  dnf: [a;b]\n"))
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (GOOD, "duplicate hint id 'good-one'"),
-        (GOOD.replace("good-one", "bad-regex").replace("good\\.h", "(unclosed"), "bad-regex"),
-        (GOOD.replace("good-one", "no-note").replace("  note: fine\n", ""), "note"),
-        (GOOD.replace("good-one", "Not_Kebab"), "kebab-case"),
-        (GOOD.replace("good-one", "bad-cat").replace("headers", "misc"), "category"),
-        (
-            GOOD.replace("good-one", "no-cap").replace("note: fine", "note: needs {version}"),
-            "version",
-        ),
-        (
-            GOOD.replace("good-one", "no-literal").replace("'fatal error: good\\.h'", "'\\w+'"),
-            "literal text",
-        ),
-        (GOOD.replace("good-one", "bad-step").replace("steps: []", "steps: [[]]"), "step"),
+        (GOOD, "(good-one): id: duplicate hint id 'good-one' (entry #1 has it too)"),
+        (_entry("bad-regex").replace("good\\.h", "(unclosed"), "(bad-regex): patterns: bad regex"),
+        (_entry("no-cap", note="  note: needs {version}\n"), "(no-cap): patterns: pattern"),
+        (_entry("no-literal").replace("'fatal error: good\\.h'", "'\\w+'"),
+         "(no-literal): patterns: regex '\\\\w+' needs literal text of at least 3"),
+        (_entry("bad-header") + "  headers: ['x(\\.h']\n", "(bad-header): headers: bad regex"),
+        (_entry("none", patterns="  patterns: []\n"), "(none): patterns: none, and no headers"),
     ],
 )
 def test_load_catalog_names_the_bad_entry(tmp_path, extra, message):
-    path = tmp_path / "hints.yaml"
-    path.write_text(GOOD + extra)
-    with pytest.raises(CatalogError, match=re.escape(message)):
-        load_catalog(path)
+    assert message in _bad(tmp_path, extra)
+
+
+def test_schema_is_valid_and_lists_what_the_loader_expands():
+    schema = hint_catalog.schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    fields = set(schema["items"]["properties"])
+    assert set(hint_catalog.EXPANSIONS) <= fields
+    assert CATEGORIES == set(schema["items"]["properties"]["category"]["enum"])
 
 
 def test_load_catalog_is_cached_per_path(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from refinery_lib import logcap, proc
-from refinery_lib.buildenv import offline_miss, shared_unmet
+from refinery_lib.attempt_env import offline_miss, shared_unmet
 from refinery_lib.hints import match_log
 from refinery_lib.logcap import BoundedLog, human, iter_lines
 from refinery_lib.pep517.build_in_env import LACKS

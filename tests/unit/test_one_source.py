@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from refinery_lib import container_build, containers, platform_tags, targets
-from refinery_lib.hints import head_and_tail, last_lines
+from refinery_lib import container_build, container_presets, container_run, platform_tags, targets
+from refinery_lib.failure_lines import head_and_tail, last_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 #: the code that runs: the package, the panel, the workflow's scripts and rules, the benches
@@ -107,7 +107,7 @@ def test_every_caller_reads_a_tag_the_same(tag):
     assert platform_tags.glibc_of(tag) == expected
     assert container_build.split_platform(tag) == (family, glibc, arch)
     if expected is not None:
-        assert "glibc <= {}.{}".format(*expected) in containers.policy_suggestion(tag, arch)
+        assert "glibc <= {}.{}".format(*expected) in container_presets.policy_suggestion(tag, arch)
     if tag in ALIASED:
         assert glibc == platform_tags.MANYLINUX_ALIASES[tag.split("_")[0]]
 
@@ -117,16 +117,16 @@ def test_every_caller_names_the_host_the_same(monkeypatch):
 
     monkeypatch.setattr(platform_tags._platform, "machine", lambda: "AMD64")
     assert targets.host_arch() == synth.host_arch() == platform_tags.host_arch() == "x86_64"
-    assert containers.deb_arch(platform_tags.host_arch()) == "amd64"
+    assert container_presets.deb_arch(platform_tags.host_arch()) == "amd64"
     assert platform_tags.machine("arm64") == platform_tags.machine("aarch64") == "aarch64"
-    assert containers.oci_arch("ppc64el") == "ppc64le"
+    assert container_presets.oci_arch("ppc64el") == "ppc64le"
 
 
 def test_the_container_gets_the_shared_module():
     """container_build.py imports platform_tags beside it: every container run mounts both."""
-    assert containers.TAGS_SCRIPT.is_file()
-    assert Path(containers.C_TAGS).parent == Path(containers.C_SCRIPT).parent
-    assert containers.TAGS_SCRIPT.name == Path(containers.C_TAGS).name
+    assert container_run.TAGS_SCRIPT.is_file()
+    assert Path(container_run.C_TAGS).parent == Path(container_run.C_SCRIPT).parent
+    assert container_run.TAGS_SCRIPT.name == Path(container_run.C_TAGS).name
 
 
 def test_last_lines_of_a_failed_commands_output():
@@ -138,7 +138,7 @@ def test_last_lines_of_a_failed_commands_output():
     # nothing else in the package picks the last lines of an output itself (container_build
     # runs in a container without the refinery: its own one-line picks are its own)
     found = holders(r"for (\w+) in [\w.()]+\.splitlines\(\) if \1\.strip\(\)\]", (".py",))
-    assert found - {"refinery_lib/container_build.py"} == {"refinery_lib/hints.py"}
+    assert found - {"refinery_lib/container_build.py"} == {"refinery_lib/failure_lines.py"}
 
 
 def test_head_and_tail(tmp_path):
@@ -178,3 +178,38 @@ def test_settings_take_their_defaults_from_config_yaml(tmp_path):
                     and n.func.attr == "get" and len(n.args) > 1]
     assert with_default == []
     assert Settings.from_config({}, tmp_path) == Settings.from_config(defaults(), tmp_path)
+
+
+def _results_tree() -> dict[str, str]:
+    """The WorkflowFiles table: entry name -> its path relative to RESULTS."""
+    from refinery_lib.settings import WorkflowFiles
+
+    files = WorkflowFiles(Path("."))
+    tree = {}
+    for name, entry in vars(WorkflowFiles).items():
+        if hasattr(entry, "relative"):
+            value = getattr(files, name)
+            tree[name] = (value("{key}") if callable(value) else value).as_posix()
+    return tree
+
+
+def test_the_workflows_files_are_named_once():
+    """Each file of the workflow under RESULTS (the plan, the records, outcomes, benchmarks,
+    failure records, the requeue record, the aggregation's mark) is named in
+    settings.WorkflowFiles alone: the rules, the steps, the aggregation, the progress display
+    and the CLI ask it (`settings.paths.plan`, `RESULTS.outcome("{key}")`) and spell none,
+    nor join a name onto the results folder themselves."""
+    tree = _results_tree()
+    assert tree["plan"] == "plan/plan.json" and tree["outcome"] == "outcomes/{key}.json"
+    names = {r.rsplit("/", 1)[-1] for r in tree.values() if "{key}" not in r and "." in r}
+    per_key = {r.split("/", 1)[0] for r in tree.values() if "{key}" in r}
+    assert {"plan.json", "inventory.json", "reused.json", "fetched.json", "complete.json"} <= names
+    assert {"outcomes", "sdists", "benchmarks", "failures"} <= per_key
+    spelled = "|".join(re.escape(n) for n in sorted(names))
+    folder = "|".join(sorted(per_key))
+    # a file name in a string; a per-package folder as a path segment of a string
+    # ("outcomes/...", ".../outcomes"); a name joined onto the results folder
+    pattern = (rf"[\"'][^\"'\n]*\b(?:{spelled})[\"']"
+               rf"|[\"'/](?:{folder})/|/(?:{folder})[\"']"
+               r"|results\)?\s*/\s*f?[\"']|\{RESULTS\}/")
+    assert holders(pattern) == {"refinery_lib/settings.py"}

@@ -1,11 +1,13 @@
 """Planner against a real file:// PEP 503 index of fabricated wheels and real sdists."""
 
+import json
 from pathlib import Path
 
 import pytest
 
+from refinery_lib.files import read_json
 from refinery_lib.index import SimpleIndex
-from refinery_lib.models import Action, PlanNode
+from refinery_lib.models import Action, Plan, PlanNode
 from refinery_lib.plan import Planner, PlanSettings
 from refinery_lib.targets import Target
 from refinery_lib.wheels import scan_wheel
@@ -312,11 +314,12 @@ def test_an_unreachable_index_is_said_and_the_plan_is_made_again(tmp_path, monke
 
     write_json(inventory, {"wheels": [r.to_json() for r in scan_folder(settings.paths.input)]})
     plan_path = tmp_path / "plan.json"
-    (node,) = plan_workflow(settings, inventory, plan_path)
+    (node,) = plan_workflow(settings, inventory, plan_path).nodes()
     assert node.action is Action.MISSING
     assert node.detail.startswith(f"index-unreachable: cannot reach {url}/cfast/")
     assert "on the index" not in node.detail
     assert read_json(plan_path)["index_unreachable"]
+    assert Plan.from_file(plan_path).index_unreachable
     message = forget_unreachable_plan(plan_path)
     assert message and "planning again" in message and not plan_path.exists()
     assert forget_unreachable_plan(plan_path) is None  # nothing to forget
@@ -361,3 +364,90 @@ def test_a_bad_sdist_in_the_wheelhouse_is_invalid_with_its_reason(tmp_path):
     notes = inp / "notes.txt"
     notes.write_text("x")
     assert "neither .whl nor .tar.gz nor .zip" in scan_wheel(notes).reason
+
+
+def _written_plan(tmp_path, index):
+    """plan.json as the plan step writes it: an input to reuse, one to fetch, one to build
+    (with a dependency to build), a missing requirement and an invalid input file."""
+    from refinery_lib.steps import plan_workflow, scan_input
+    from tests.fixtures.config import unit_settings
+
+    settings = unit_settings(tmp_path, index={"url": index.url})
+    inp = settings.paths.input
+    make_wheel(inp, "pure-one", "1.0", "py3-none-any", ("ghost>=9",))
+    make_wheel(inp, "s390wheel", "1.0", X86)
+    make_wheel(inp, "lvl1", "1.0", X86, ("lvl2",))
+    (inp / "notes.txt").write_text("not a wheel")
+    scan_input(settings, settings.paths.inventory)
+    return settings, plan_workflow(settings, settings.paths.inventory, settings.paths.plan)
+
+
+def test_the_plan_file_reads_back_as_the_planner_wrote_it(tmp_path, index):
+    """Plan.from_file is the one reader of plan.json: what the plan step wrote, typed."""
+    settings, made = _written_plan(tmp_path, index)
+    plan = Plan.from_file(settings.paths.plan)
+    assert plan == made
+    assert (plan.python, plan.platform_tag) == ("3.11", "manylinux2014_s390x")
+    assert json.loads(json.dumps(plan.to_json())) == read_json(settings.paths.plan)
+    by_name = {n.name: n for n in plan.nodes()}
+    assert {n.name for n in plan.nodes(Action.REUSE)} == {"pure-one"}
+    assert {n.name for n in plan.nodes(Action.FETCH)} == {"s390wheel"}
+    assert [n.name for n in plan.nodes(Action.BUILD)] == [
+        n.name for n in plan.nodes() if n.action is Action.BUILD
+    ]
+    assert {"lvl1", "lvl2", "lvl3"} <= {n.name for n in plan.nodes(Action.BUILD)}
+    assert plan.nodes(Action.SKIP) == ()
+    assert by_name["ghost"].action is Action.MISSING
+    lvl1 = by_name["lvl1"]
+    assert plan.node(lvl1.key) == lvl1 and by_name["lvl2"].key in lvl1.build_deps
+    assert plan.find("lvl1", "1.0") == lvl1 and plan.find("lvl1", "9.9") is None
+    (invalid,) = plan.invalid
+    assert invalid.file == "notes.txt" and "neither .whl" in invalid.reason
+    statuses = sorted(e["status"] for e in plan.events)
+    assert statuses == ["invalid", "missing"]
+    assert plan.index_unreachable == ()
+
+
+def test_a_key_the_plan_does_not_have_is_an_error(tmp_path, index):
+    from refinery_lib.errors import RefineryError
+
+    settings, _ = _written_plan(tmp_path, index)
+    with pytest.raises(RefineryError, match="nothere-1.0 is not in the plan"):
+        Plan.from_file(settings.paths.plan).node("nothere-1.0")
+
+
+def test_what_is_no_plan_is_a_value_error(tmp_path):
+    """A half-written plan, or another JSON document: ValueError, as readers expect of a
+    damaged file (progress, forget_unreachable_plan); a missing one: OSError."""
+    path = tmp_path / "plan.json"
+    for text in ("{half a plan", '{"nodes": [{"name": "x"}]}', "[1, 2]", '{"other": 1}'):
+        path.write_text(text)
+        with pytest.raises(ValueError):
+            Plan.from_file(path)
+    with pytest.raises(OSError):
+        Plan.from_file(tmp_path / "absent.json")
+
+
+def test_a_plan_with_only_nodes_reads(tmp_path):
+    """The least a reader needs: nodes with a name, version, action and key."""
+    from refinery_lib.files import write_json
+
+    node = {"name": "a", "version": "1", "action": "build", "key": "a-1"}
+    write_json(tmp_path / "plan.json", {"nodes": [node]})
+    plan = Plan.from_file(tmp_path / "plan.json")
+    assert plan.node("a-1") == PlanNode("a", "1", Action.BUILD, "a-1")
+    assert plan.invalid == () and plan.events == () and plan.python == ""
+
+
+def test_each_version_of_the_plan_file_is_read_once(tmp_path, index):
+    """Input functions and in-process jobs ask for the plan per job: the same version of the
+    file is the same Plan; a plan written again (a new file, as write_json makes) is read."""
+    from refinery_lib.files import write_json
+
+    settings, made = _written_plan(tmp_path, index)
+    first = Plan.from_file(settings.paths.plan)
+    assert Plan.from_file(str(settings.paths.plan)) == first
+    assert Plan.from_file(settings.paths.plan) is first
+    write_json(settings.paths.plan, {"nodes": [made.nodes()[0].to_json()]})
+    again = Plan.from_file(settings.paths.plan)
+    assert again is not first and again.nodes() == made.nodes()[:1]

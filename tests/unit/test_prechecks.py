@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from refinery_lib.prechecks import (
     probe_writable,
 )
 from refinery_lib.targets import KNOWN_ARCHES, Target
+from tests.fixtures.processes import without_dac_override
 
 
 def tree(root: Path) -> set[str]:
@@ -110,16 +110,6 @@ def test_write_probe_is_a_real_write_not_permission_bits(tmp_path, monkeypatch):
         probe_writable(tmp_path / "out", "--output")
     with pytest.raises(PrecheckError, match=r"^--cache .*/c/d cannot be created: .* not writable"):
         probe_writable(tmp_path / "c" / "d", "--cache")
-
-
-def without_dac_override(argv: list[str]) -> list[str]:
-    """`argv` run so that folder permissions bind: as root, without the capabilities that
-    let root write anywhere (setpriv, util-linux); as anyone else, as it is."""
-    if os.geteuid() != 0:
-        return argv
-    if not shutil.which("setpriv"):
-        pytest.skip("running as root without setpriv: a 0o555 folder stays writable")
-    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *argv]
 
 
 def test_write_probe_on_a_read_only_folder(tmp_path):

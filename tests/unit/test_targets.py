@@ -29,22 +29,25 @@ def test_manylinux2014_s390x_tag_set(tag, ok):
     assert S390.accepts([tag]) is ok
 
 
-def test_newer_policy_accepts_older():
-    t = Target("3.11", "manylinux_2_28_s390x")
-    assert t.accepts(["cp311-cp311-manylinux_2_17_s390x"])
-    assert t.accepts(["cp311-cp311-manylinux_2_28_s390x"])
-    assert not t.accepts(["cp311-cp311-manylinux_2_31_s390x"])
+@pytest.mark.parametrize(
+    ("python", "platform_tag", "tag", "ok"),
+    [
+        # a newer policy accepts older ones
+        ("3.11", "manylinux_2_28_s390x", "cp311-cp311-manylinux_2_17_s390x", True),
+        ("3.11", "manylinux_2_28_s390x", "cp311-cp311-manylinux_2_28_s390x", True),
+        ("3.11", "manylinux_2_28_s390x", "cp311-cp311-manylinux_2_31_s390x", False),
+        # x86's legacy aliases
+        ("3.11", "manylinux2014_x86_64", "cp311-cp311-manylinux1_x86_64", True),
+        ("3.11", "manylinux2014_x86_64", "cp311-cp311-manylinux2010_x86_64", True),
+        ("3.12", "musllinux_1_2_s390x", "cp312-cp312-musllinux_1_1_s390x", True),
+        ("3.12", "musllinux_1_2_s390x", "cp312-cp312-manylinux2014_s390x", False),
+    ],
+)
+def test_other_targets_tag_sets(python, platform_tag, tag, ok):
+    assert Target(python, platform_tag).accepts([tag]) is ok
 
 
-def test_x86_legacy_aliases():
-    t = Target("3.11", "manylinux2014_x86_64")
-    assert t.accepts(["cp311-cp311-manylinux1_x86_64"])
-    assert t.accepts(["cp311-cp311-manylinux2010_x86_64"])
-
-
-def test_musllinux_and_linux_targets():
-    assert Target("3.12", "musllinux_1_2_s390x").accepts(["cp312-cp312-musllinux_1_1_s390x"])
-    assert not Target("3.12", "musllinux_1_2_s390x").accepts(["cp312-cp312-manylinux2014_s390x"])
+def test_linux_target_is_its_own_platform():
     assert Target("3.11", "linux_s390x").platforms == ("linux_s390x",)
 
 

@@ -1,4 +1,4 @@
-"""A damaged history database (#16 item 7, the panel's side): named in one line, never a
+"""A damaged history database, the panel's side: named in one line, never a
 traceback, never moved or changed by the panel (a run sets it aside).
 
 The damaged files are real: a history written by History (as the workflow writes it),

@@ -1,9 +1,9 @@
-"""Issue #13 (the panel's items), from the attacker's side, against a real server.
+"""The panel's defences, from the attacker's side, against a real server.
 
-Each test starts uvicorn on a loopback port (or `refinery serve` itself) and attacks it the way
-the issue describes: a page on another port driving Chromium, forged Origin headers and bodies,
-the token in a URL, a symlink swapped under a log while it is served, junk in queued requests,
-and a server started where it should refuse to.
+Each test starts uvicorn on a loopback port (or `refinery serve` itself) and attacks it: a
+page on another port driving Chromium, forged Origin headers and bodies, the token in a URL, a
+symlink swapped under a log while it is served, junk in queued requests, and a server started
+where it should refuse to.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def _attack_pages(panel: str) -> dict[str, str]:
-    """Pages that submit to the panel as soon as they load: what the issue's attacker did."""
+    """Pages that submit to the panel as soon as they load: a cross-site attacker's."""
     retry = f"{panel}/package/broken/retry"
     form = f"""<form id="f" method="post" action="{retry}">
       <input name="version" value="0.1"><input name="recipe_steps_text" value="{PAYLOAD_STEP}">
@@ -118,7 +118,7 @@ def _attack_pages(panel: str) -> dict[str, str]:
 def test_cross_origin_pages_cannot_queue_or_trigger_in_chromium(
     browser, settings, attacker, with_token
 ):
-    """The issue's attack: a page on another port of 127.0.0.1 auto-submits a retry with recipe
+    """The cross-site attack: a page on another port of 127.0.0.1 auto-submits a retry with recipe
     steps and triggers the worker. With a token, the browser holds a live session first
     (another port is the same site, so SameSite=Strict cookies are sent)."""
     settings = replace(settings, token=TOKEN if with_token else "")

@@ -1,4 +1,4 @@
-"""What the dashboard and package page say must be right and readable (issue #14, item 10):
+"""What the dashboard and package page say must be right and readable:
 cards count packages, the duration chart has a bar per package (or sensible bins), a failure
 shows the compiler's error line (read from the log in bounded windows), a missing database
 is reported and never created, and the API docs need nothing from another origin."""
@@ -113,9 +113,9 @@ def test_duration_bins_for_close_values_are_linear():
 
 # -- the error line of a failed build -----------------------------------------------------------
 def test_the_panel_and_the_cli_name_the_same_error_line():
-    from refinery_lib import hints
+    from refinery_lib import failure_lines
 
-    assert logs.first_error_line is hints.first_error_line
+    assert logs.first_error_line is failure_lines.first_error_line
 
 
 def _log(folder: Path) -> logs.LogFile:

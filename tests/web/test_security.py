@@ -29,22 +29,15 @@ def _call(client, method, url, body, **kw):
     return client.request(method.upper(), url, json=body, **kw)
 
 
+@pytest.mark.parametrize(("headers", "status"), [({}, 401), ({"X-Worker-Token": TOKEN + "x"}, 403)],
+                         ids=["missing-token", "wrong-token"])
 @pytest.mark.parametrize(("method", "url", "body"), GUARDED)
-def test_missing_token_is_401_and_changes_nothing(guarded, token_settings, method, url, body):
+def test_missing_or_wrong_token_is_refused_and_changes_nothing(guarded, token_settings, method,
+                                                                url, body, headers, status):
     client, queued = guarded
     before = token_settings.queue_path.read_bytes()
-    r = _call(client, method, url.format(id=queued.id), body)
-    assert r.status_code == 401
-    assert token_settings.queue_path.read_bytes() == before
-
-
-@pytest.mark.parametrize(("method", "url", "body"), GUARDED)
-def test_wrong_token_is_403_and_changes_nothing(guarded, token_settings, method, url, body):
-    client, queued = guarded
-    before = token_settings.queue_path.read_bytes()
-    r = _call(client, method, url.format(id=queued.id), body,
-              headers={"X-Worker-Token": TOKEN + "x"})
-    assert r.status_code == 403
+    r = _call(client, method, url.format(id=queued.id), body, headers=headers)
+    assert r.status_code == status
     assert token_settings.queue_path.read_bytes() == before
 
 
@@ -58,7 +51,7 @@ def test_token_in_url_or_forged_cookie_is_not_accepted(guarded, token_settings, 
         client.cookies.clear()
         if cookie:
             client.cookies.set("refinery_session", cookie)
-            client.cookies.set("worker_token", cookie)  # the old cookie, raw token inside
+            client.cookies.set("worker_token", cookie)  # a cookie holding the raw token
         r = _call(client, method, url.format(id=queued.id), body, params={"token": TOKEN})
         assert r.status_code == 401, cookie
     assert token_settings.queue_path.read_bytes() == before

@@ -6,7 +6,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 import subprocess
 import sys
 from importlib.metadata import version
@@ -16,6 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, run_refinery
+from tests.fixtures.processes import without_dac_override
 from tests.fixtures.projects import make_wheel
 
 PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -233,16 +233,6 @@ def test_mistake_in_a_found_config_file_names_it(tmp_path):
     res = run_refinery(folders(tmp_path), env=clean_env(), cwd=tmp_path)
     assert_refused(res, f"target.platform_tag in {tmp_path / 'refinery.toml'} 'linux_s390'")
     assert snapshot(tmp_path) == before
-
-
-def without_dac_override(argv: list[str]) -> list[str]:
-    """`argv` run so that folder permissions bind: as root, without the capabilities that
-    let root write anywhere (setpriv, util-linux); as anyone else, as it is."""
-    if os.geteuid() != 0:
-        return argv
-    if not shutil.which("setpriv"):
-        pytest.skip("running as root without setpriv: a 0o555 folder stays writable")
-    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *argv]
 
 
 def test_unwritable_output_is_refused_and_kept(tmp_path):
