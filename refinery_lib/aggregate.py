@@ -43,7 +43,7 @@ def load_outcomes(path: Path) -> list[Outcome]:
 
 
 @dataclass
-class Collected:
+class RunOutcomes:
     """What the workflow has produced so far, one outcome per plan node, split by what the
     manifest holds: output packages (the input and its runtime dependencies) and invalid input
     files in `entries`; nodes needed only to build others in `build_only` (history and log
@@ -56,7 +56,7 @@ class Collected:
     events: list[dict[str, Any]]
 
 
-def collect(settings: Settings) -> Collected:
+def read_outcomes(settings: Settings) -> RunOutcomes:
     """Every outcome the workflow has produced so far, one per plan node, plus plan events.
 
     It reads the records the aggregate rule declares as its input (the plan, the reuse and
@@ -104,7 +104,7 @@ def collect(settings: Settings) -> Collected:
                 metadata={"file": inv.file},
             )
         )
-    return Collected(plan, outcomes, build_only, list(plan.events))
+    return RunOutcomes(plan, outcomes, build_only, list(plan.events))
 
 
 def _add_benchmark(outcome: Outcome, tsv: Path) -> None:
@@ -324,7 +324,7 @@ def aggregate(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
     """Write manifest, index and history for whatever the workflow has produced so far."""
     started = time.time()
     run_id = run_id or current_run_id()
-    collected = collect(settings)
+    collected = read_outcomes(settings)
     entries = collected.entries
     target = settings.target
     settle_output(settings, collected)
@@ -390,7 +390,7 @@ def aggregate(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
     return manifest
 
 
-def settle_output(settings: Settings, collected: Collected) -> None:
+def settle_output(settings: Settings, collected: RunOutcomes) -> None:
     """The output folder as the plan says: build-only wheels out of it (the build step places
     every wheel it built, or found built, there; they stay in the cache for the builds that
     need them), an output package's wheel back in it from the cache where an earlier plan

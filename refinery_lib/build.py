@@ -111,12 +111,12 @@ class BuildIdentity:
             override=settings.override(name),
         )
 
-    def key(self) -> str:
-        """The cache key of the wheel built this way: 16 hex digits of a sha256 over every
-        field but the name, version and sdist file name (the record's file name starts with
-        the node's key, name and version; the sdist's sha256 stands for the file). Fields
-        added since the first keys (builder, image, variant order) are hashed only when not
-        at their defaults (local, "", the variants' own order), so those keys stay valid."""
+    def digest(self) -> str:
+        """The digest naming the wheel built this way in the cache: 16 hex digits of a sha256
+        over every field but the name, version and sdist file name (the record's file name
+        starts with the node's key, name and version; the sdist's sha256 stands for the file).
+        Builder, image and variant order are hashed only when not at their defaults (local,
+        "", the variants' own order), so a default build's digest does not depend on them."""
         fields = self.params()
         hashed = ("python", "platform", "variants", "binary_build_deps", "override")
         blob = {"sdist": fields["sdist_sha256"]} | {k: fields[k] for k in hashed}
@@ -132,11 +132,11 @@ class BuildIdentity:
                          "override": self.override.to_json()}
 
 
-def build_key(node: PlanNode, settings: Settings, sdist_sha: str) -> str:
-    """The cache key of `node` built from the sdist with sha256 `sdist_sha` (BuildIdentity)."""
+def build_digest(node: PlanNode, settings: Settings, sdist_sha: str) -> str:
+    """The cache digest of `node` built from the sdist with sha256 `sdist_sha` (BuildIdentity)."""
     src = node.source or {}
     return BuildIdentity.of(settings, node.name, node.version, src.get("filename", ""),
-                            sdist_sha).key()
+                            sdist_sha).digest()
 
 
 def fetch_sdist(node: PlanNode, settings: Settings) -> Path:
@@ -352,8 +352,9 @@ def _attempt(
     installs its own offline from the warm folder; when that environment lacks a requirement
     (one the backend names at build time), the same attempt runs again in the next way
     (shared, then offline, then online; `tried` are the earlier tries), and only the last try
-    counts: for the attempt budget, variant statistics and requeue. `backoff` is the wait
-    after this attempt should it fail (None when no attempt of the ladder follows it)."""
+    counts: for the attempt budget, variant statistics and the missing-dependencies record.
+    `backoff` is the wait after this attempt should it fail (None when no attempt of the ladder
+    follows it)."""
     settings, node = run.settings, run.node
     # every attempt builds the file that was checked: one changed since stops the build
     sdist_sha = run.sdist_sha.get(sdist)
@@ -457,9 +458,9 @@ def _set_try_aside(
     run: _Run, tried: AttemptResult, missing: list[str], recipes_before: int
 ) -> None:
     """A try whose build environment lacked `missing`: keep its log aside, in
-    `logs/<build_env>/` (out of the attempt logs, so neither hints nor the requeue see its
-    "No matching distribution"), and forget its recipe record; the attempt is then run again
-    in the next way."""
+    `logs/<build_env>/` (out of the attempt logs, so neither hints nor the missing-dependencies
+    record see its "No matching distribution"), and forget its recipe record; the attempt is
+    then run again in the next way."""
     kept = inside(run.settings.paths.logs / tried.build_env, tried.log_path.name)
     kept.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tried.log_path, kept)
@@ -667,7 +668,7 @@ def _cached_outcome(node: PlanNode, sdist: Path, settings: Settings) -> Outcome 
     paths = settings.paths
     sdist_sha = sha256_file(sdist)
     record_path = inside(
-        paths.wheel_records, f"{node.key}-{build_key(node, settings, sdist_sha)}.json"
+        paths.wheel_records, f"{node.key}-{build_digest(node, settings, sdist_sha)}.json"
     )
     if not record_path.exists():
         return None
@@ -720,7 +721,7 @@ def _success(run: _Run, result: AttemptResult, version: str, sdist: Path) -> Out
         )
     record = inside(
         settings.paths.wheel_records,
-        f"{node.key}-{build_key(node, settings, sha256_file(sdist))}.json",
+        f"{node.key}-{build_digest(node, settings, sha256_file(sdist))}.json",
     )
     write_json(
         record,

@@ -347,7 +347,7 @@ def execute(plan: RunPlan) -> int:
     """Lock the cache, then (and only then) write the run's config and run Snakemake."""
     import yaml
 
-    from . import requeue
+    from . import missing_deps
     from .aggregate import summary_table
     from .errors import CommandError
     from .files import atomic_write_text, read_json
@@ -375,7 +375,7 @@ def execute(plan: RunPlan) -> int:
         if not args.dry_run:
             clear_stale_lock(smk, workdir, env)
         for round_ in range(1 + REQUEUE_ROUNDS):
-            before = requeue.load(settings.paths.requeue)
+            before = missing_deps.load(settings.paths.missing_deps)
             try:
                 # in a process group of its own, under a supervisor: SIGINT, SIGTERM or
                 # SIGHUP to refinery (Ctrl-C, or a kill of this pid alone) is passed on to
@@ -387,7 +387,7 @@ def execute(plan: RunPlan) -> int:
                 )
             except CommandError as exc:
                 raise RefineryError(f"cannot start snakemake: {exc}") from exc
-            after = requeue.load(settings.paths.requeue)
+            after = missing_deps.load(settings.paths.missing_deps)
             if args.dry_run or after == before or round_ == REQUEUE_ROUNDS:
                 break
             added = {k: v for k, v in after.items() if before.get(k) != v}

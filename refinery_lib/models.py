@@ -47,7 +47,10 @@ _KEY_RE = re.compile(r"^[a-z0-9_]+-[A-Za-z0-9_.+!]+$")
 
 
 def node_key(name: str, version: str) -> str:
-    """File-name-safe key `name-version` (name with underscores, as in wheel file names)."""
+    """A plan node's key, `name-version` (name with underscores, as in wheel file names): the
+    package's id in the plan and the rules' `{key}` wildcard, safe in file names. It is the
+    only "key"; what identifies a build, a shared environment or a target library is a
+    digest (`BuildIdentity.digest()`, `shared_venvs.env_digest`, `TargetLibrary.digest`)."""
     key = f"{canonicalize_name(name).replace('-', '_')}-{version}"
     if not _KEY_RE.match(key):
         raise UnsafeNameError(f"refusing unsafe package key {key!r}")

@@ -16,7 +16,7 @@ from pathlib import Path
 from . import cli_run
 from .cli_options import Command
 from .errors import RefineryError
-from .queue import QUEUE_FILE, RetryQueue
+from .retry_queue import QUEUE_FILE, RetryQueue
 
 
 def _queue_path(cache: str | None, queue_path: str | None) -> Path:

@@ -37,7 +37,7 @@ class PlanSettings:
     extras: dict[str, tuple[str, ...]] = field(default_factory=dict)
     pins: dict[str, str] = field(default_factory=dict)  # canonical name -> version
     skip_known_failures: bool = False
-    #: Python dependencies failed builds turned out to need (see requeue.py)
+    #: Python dependencies failed builds turned out to need (see missing_deps.py)
     extra_requires: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def wants_binary(self, name: str) -> bool:
@@ -61,11 +61,12 @@ class _Node:
     fallback_from: str = ""
     extras: set[str] = field(default_factory=set)
     specs: list[str] = field(default_factory=list)
-    #: lines of requires_dist added by the dependency requeue (build-time needs, not runtime)
-    requeued: list[str] = field(default_factory=list)
+    #: lines of requires_dist added from the missing-dependencies record (build-time needs,
+    #: not runtime)
+    missing_build_deps: list[str] = field(default_factory=list)
 
     def runtime_requires(self) -> list[str]:
-        return [r for r in self.requires_dist if r not in self.requeued]
+        return [r for r in self.requires_dist if r not in self.missing_build_deps]
 
 
 class Planner:
@@ -308,9 +309,8 @@ class Planner:
             parent_extras = set(self.settings.extras.get(parent.name, ())) | parent.extras
             extra = self.settings.extra_requires.get(parent.name, ())
             if extra and parent.action is Action.BUILD:
-                parent.requeued += [
-                    e for e in extra if e not in parent.requires_dist and e not in parent.requeued
-                ]
+                known = {*parent.requires_dist, *parent.missing_build_deps}
+                parent.missing_build_deps += [e for e in extra if e not in known]
                 parent.requires_dist = list(dict.fromkeys([*parent.requires_dist, *extra]))
             for req in self._active_requirements(parent.requires_dist, parent_extras):
                 dep = canonicalize_name(req.name)
@@ -430,10 +430,10 @@ class Planner:
         """ids of the nodes needed only to build others.
 
         Output packages are the inputs and, transitively, the Requires-Dist (active for the
-        target, the extras asked for followed) of output packages; the requeued build
+        target, the extras asked for followed) of output packages; the missing_build_deps build
         dependencies (`extra_requires`) are not followed, nor the requirements of a package
         that is missing or skipped (the expansion does not follow those either). Whatever else
-        is planned came from a requeued build dependency: build-only.
+        is planned came from a missing_build_deps build dependency: build-only.
         """
         runtime: set[int] = set()
         edges: set[tuple[str, str]] = set()  # (dependent, dependency) asked for at runtime

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .files import exclusive
-from .queue import QUEUE_FILE, RetryQueue, RetryRequest, python_version
+from .retry_queue import QUEUE_FILE, RetryQueue, RetryRequest, python_version
 from .run_id import new_run_id
 
 # `refinery run`'s arguments -> its exit code: cli_run.run, or a test's stand-in

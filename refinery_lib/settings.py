@@ -61,9 +61,9 @@ class _PerKey(_Below[Callable[[str], Path]]):
 @dataclass(frozen=True)
 class WorkflowFiles:
     """The workflow's own files under RESULTS: what each rule writes (its output, log and
-    benchmark), the failure records and the requeue record. The rules name them relative to
-    Snakemake's working directory (`WorkflowFiles(Path(config["results"]))`), the code through
-    `Settings.paths`; no other module spells these names."""
+    benchmark), the failure records and the missing-dependencies record. The rules name them
+    relative to Snakemake's working directory (`WorkflowFiles(Path(config["results"]))`), the
+    code through `Settings.paths`; no other module spells these names."""
 
     results: Path
 
@@ -80,11 +80,12 @@ class WorkflowFiles:
     benchmark = _PerKey("benchmarks/build_wheel/{key}.tsv")
     #: what a failed job of a package (its fetch, its sdist's fetch, its build) leaves: not a
     #: rule's output, since Snakemake removes a failed job's outputs. The job that writes it
-    #: removes it when it starts; the aggregation after failed jobs reads it (aggregate.collect)
+    #: removes it when it starts; the aggregation after failed jobs reads it
+    #: (aggregate.read_outcomes)
     failures = _File("failures")
     failure = _PerKey("{key}.json", base="failures")
-    #: Python dependencies failed builds were missing (requeue.py): an input of the plan
-    requeue = _File("requeue/requeue.json")
+    #: Python dependencies failed builds were missing (missing_deps.py): an input of the plan
+    missing_deps = _File("missing_deps/missing_deps.json")
     #: the mark of a finished aggregation (rule aggregate)
     complete = _File("aggregate/complete.json")
     job_logs = _File("logs")

@@ -2,7 +2,7 @@
 
 For the local builder the warm-up (warmup.py) makes each build environment that two or more
 builds need once (`make_shared_env`): one venv per set of requirements, pins, interpreter and
-warm wheels (`env_key`), under `CACHE/buildenv/venvs/`, installed offline from the warm folder,
+warm wheels (`env_digest`), under `CACHE/buildenv/venvs/`, installed offline from the warm folder,
 read-only once made. Its marker file, written last, says it is ready and what it holds
 (`ready_env`). Builds whose sdist it covers use it as it is (attempt_env.py,
 refinery_lib/pep517/build_in_env.py) instead of making their own. Environments no warm-up has
@@ -43,7 +43,7 @@ PRUNE_AFTER = 7 * 24 * 3600
 class SharedEnv:
     """A build environment the warm-up made (or found made) for every build that needs it."""
 
-    key: str
+    digest: str
     path: Path
     packages: dict[str, str]
     created: bool
@@ -63,7 +63,7 @@ def interpreter_id(python: str) -> str:
     return f"{python} {' '.join(version.split())}"
 
 
-def env_key(
+def env_digest(
     requires: Iterable[str], pins: Iterable[str], interpreter: str, wheels: Iterable[str]
 ) -> str:
     """What makes two build environments the same: the static build requirements, the pins,

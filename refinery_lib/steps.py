@@ -7,16 +7,16 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from . import requeue
+from . import missing_deps
 from .aggregate import aggregate
 from .build import build_package, sdist_for, verified_sdist
 from .build_requirements import first_isolated_pins
-from .collect import fetch_wheels, reuse_wheels
 from .errors import BuildError, RefineryError
 from .files import read_json, write_json
 from .history import History, new_event
 from .models import Action, InvalidInput, Outcome, Plan, PlanNode, Status, WheelRecord
 from .plan import Planner
+from .ready_wheels import fetch_wheels, reuse_wheels
 from .safe_env import printable
 from .settings import Settings
 from .warmup import Planned, WarmProblem, WarmRecord, warm_build_env
@@ -36,7 +36,7 @@ def scan_input(settings: Settings, inventory_path: Path) -> list[WheelRecord]:
 def plan_workflow(settings: Settings, inventory_path: Path, plan_path: Path) -> Plan:
     inventory = read_json(inventory_path)
     records = [WheelRecord.from_json(w) for w in inventory["wheels"]]
-    needed = requeue.load(settings.paths.requeue)
+    needed = missing_deps.load(settings.paths.missing_deps)
     if needed:
         extra = {k: tuple(v) for k, v in needed.items()}
         settings = replace(settings, plan=replace(settings.plan, extra_requires=extra))
@@ -165,7 +165,7 @@ def run_fetch_sdist(settings: Settings, key: str, record: Path) -> None:
 def run_prepare_build_env(
     settings: Settings, plan_path: Path, record: Path, log_path: Path
 ) -> None:
-    """The warm-up of build environments (see buildenv.py): every planned sdist downloaded
+    """The warm-up of build environments (warmup.py): every planned sdist downloaded
     (fetch_sdist then finds it cached) and read for its build requirements, which are
     downloaded once; the local builder's shared environments made. An sdist that
     cannot be had is named and left out: its own fetch_sdist job fails, the other builds go on.
@@ -217,7 +217,7 @@ def run_build(
         _record_failure(failure, node, str(exc), exc.events,
                         {**exc.metadata, "log_path": str(exc.log_path or "")})
         missing = exc.metadata.get("missing_python_deps") or []
-        if missing and requeue.add(settings.paths.requeue, node.name, missing):
+        if missing and missing_deps.add(settings.paths.missing_deps, node.name, missing):
             log.warning(
                 "%s needs %s: planned on the next evaluation of the plan",
                 node.name,

@@ -34,7 +34,7 @@ from .safe_env import build_base_env
 from .settings import BuilderKind, Settings
 from .shared_venvs import (
     SharedEnv,
-    env_key,
+    env_digest,
     interpreter_id,
     make_shared_env,
     prune_envs,
@@ -157,7 +157,7 @@ class WarmVenv:
 
     def to_json(self) -> dict[str, Any]:
         env = self.env
-        return {"key": env.key, "path": str(env.path), "created": env.created,
+        return {"key": env.digest, "path": str(env.path), "created": env.created,
                 "duration": env.duration, "packages": dict(env.packages),
                 "sdists": list(self.sdists)}
 
@@ -295,7 +295,7 @@ class _Entry:
             covered=self.covered,
             problem=self.problem,
             venv=self.venv.path if self.venv else None,
-            venv_key=self.venv.key if self.venv else "",
+            venv_key=self.venv.digest if self.venv else "",
             venv_packages=dict(self.venv.packages) if self.venv else {},
             venv_problem=self.venv_problem,
         )
@@ -473,7 +473,7 @@ def _share_envs(
     wheels = sorted(p.name for p in folder.glob("*.whl"))
     groups: dict[str, list[_Entry]] = {}
     for e in entries:
-        key = env_key(e.reqs.requires, e.planned.pins or (), ident, wheels)
+        key = env_digest(e.reqs.requires, e.planned.pins or (), ident, wheels)
         groups.setdefault(key, []).append(e)
     root = settings.paths.venvs
     root.mkdir(parents=True, exist_ok=True)

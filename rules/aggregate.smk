@@ -6,7 +6,7 @@ rule aggregate:
     removes a failed job's outputs; removed by the node's job when it runs again). The
     onerror handler runs the same aggregation after failed jobs, and there those records say
     why; this rule runs only when every job succeeded, so the only ones it finds are an
-    earlier run's, of nodes without a job in this plan (refinery_lib/aggregate.collect)."""
+    earlier run's, of nodes without a job in this plan (refinery_lib/aggregate.read_outcomes)."""
     input:
         plan=rules.plan.output.plan,
         records=aggregate_inputs,

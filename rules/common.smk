@@ -30,9 +30,9 @@ wildcard_constraints:
     key=r"[a-z0-9_]+-[A-Za-z0-9_.+!]+",
 
 
-def requeue_record(wildcards):
-    """Python dependencies failed builds were missing: a change re-plans (see requeue.py)."""
-    path = SETTINGS.paths.requeue
+def missing_deps_record(wildcards):
+    """Python dependencies failed builds were missing: a change re-plans (see missing_deps.py)."""
+    path = SETTINGS.paths.missing_deps
     return [str(path)] if path.exists() else []
 
 

@@ -2,7 +2,7 @@ checkpoint plan:
     """reuse / fetch / build / missing / skip for every name==version, dependencies expanded."""
     input:
         inventory=rules.scan.output.inventory,
-        requeue=requeue_record,
+        missing_deps=missing_deps_record,
     output:
         plan=RESULTS.plan,
     log:

@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from refinery_lib.cli_run import run as refinery_run
 from refinery_lib.history import header_damage, is_damage
-from refinery_lib.queue import QueueError, RequestNotFound
+from refinery_lib.retry_queue import QueueError, RequestNotFound
 from refinery_lib.retry_worker import Runner
 
 from . import routes_api, routes_docs, routes_logs, routes_pages, routes_queue

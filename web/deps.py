@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, HTTPException, Path, Request
 
 from refinery_lib.history import History
-from refinery_lib.queue import QueueError, RetryQueue, normalize_name, normalize_version
+from refinery_lib.retry_queue import QueueError, RetryQueue, normalize_name, normalize_version
 
 from . import catalog
 from .security import CSRF_FIELD, UNSAFE_METHODS, OriginPolicy, body_kind

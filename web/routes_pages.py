@@ -13,7 +13,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from refinery_lib.queue import steps_to_text
+from refinery_lib.retry_queue import steps_to_text
 
 from . import catalog, views
 from .deps import (

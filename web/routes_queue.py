@@ -13,7 +13,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from refinery_lib.queue import (
+from refinery_lib.retry_queue import (
     DeadLetter,
     RetryQueue,
     RetryRequest,

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from refinery_lib.queue import QUEUE_FILE, RetryQueue
+from refinery_lib.retry_queue import QUEUE_FILE, RetryQueue
 from refinery_lib.retry_worker import WorkerConfig
 
 from .security import parse_origins

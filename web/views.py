@@ -8,7 +8,7 @@ from typing import Any
 
 from refinery_lib.failure_lines import ERROR_LINE_MAX
 from refinery_lib.history import History
-from refinery_lib.queue import RetryQueue
+from refinery_lib.retry_queue import RetryQueue
 
 from . import catalog, charts, logs, stats
 from .settings import PanelSettings

@@ -45,7 +45,7 @@ class TargetLibrary:
     args: tuple[str, ...] = ()
 
     @property
-    def key(self) -> str:
+    def digest(self) -> str:
         blob = json.dumps([self.name, self.version, self.sha256, self.build, list(self.args)])
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -84,7 +84,7 @@ def build_libraries(names: list[str], tc: Toolchain, tp: TargetPython, root: Pat
 def build_library(lib: TargetLibrary, tc: Toolchain, tp: TargetPython, root: Path,
                   log_path: Path) -> BuiltLibrary:
     """`lib` built for the toolchain's target under `root` (once; a marker says it is done)."""
-    folder = inside(root, f"{lib.name}-{lib.version}-{tc.target}-{lib.key}")
+    folder = inside(root, f"{lib.name}-{lib.version}-{tc.target}-{lib.digest}")
     marker = folder / "built.json"
     with exclusive(root / f".{folder.name}.lock"):
         if not marker.is_file():

@@ -297,7 +297,7 @@ def test_the_aggregation_reads_only_declared_records(tmp_path, monkeypatch):
     import re
     from pathlib import Path
 
-    from refinery_lib.aggregate import collect
+    from refinery_lib.aggregate import read_outcomes
     from refinery_lib.settings import WorkflowFiles
     from tests.conftest import REPO
 
@@ -326,7 +326,7 @@ def test_the_aggregation_reads_only_declared_records(tmp_path, monkeypatch):
     monkeypatch.setattr(io, "open", recording_open)
     for name in ("glob", "rglob", "iterdir"):
         monkeypatch.setattr(Path, name, listing(name))
-    collected = collect(s)
+    collected = read_outcomes(s)
     monkeypatch.undo()
     assert collected.entries[1].metadata["max_rss_mb"] == 12.5  # the benchmark was read
     assert not [p for p in listed if p.is_relative_to(s.paths.results)]

@@ -294,8 +294,8 @@ def test_source_date_walk_refuses_what_unpacking_would(tmp_path, monkeypatch):
 
 
 def test_an_unsafe_wheel_from_the_index_is_not_fetched(tmp_path):
-    from refinery_lib.collect import fetch_wheels
     from refinery_lib.models import Action, PlanNode
+    from refinery_lib.ready_wheels import fetch_wheels
     from tests.fixtures.config import unit_settings
     from tests.fixtures.hostile import symlink_info
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from refinery_lib.build import BuildIdentity, build_key
+from refinery_lib.build import BuildIdentity, build_digest
 from refinery_lib.models import Action, PlanNode
 from refinery_lib.overrides import PackageOverride
 from refinery_lib.workflow import build_params
@@ -22,7 +22,7 @@ SHA = "ab" * 32
 
 def both(settings) -> tuple[str, dict]:
     """(the cache key, the rule's params) of NODE under `settings`."""
-    return build_key(NODE, settings, SHA), build_params(NODE, settings)
+    return build_digest(NODE, settings, SHA), build_params(NODE, settings)
 
 
 def test_the_key_of_a_local_build_is_the_one_it_always_was(tmp_path):
@@ -38,7 +38,7 @@ def test_the_key_of_a_local_build_is_the_one_it_always_was(tmp_path):
         "binary_build_deps": s.binary_build_deps,
         "override": {},
     }, sort_keys=True)
-    assert build_key(NODE, s, SHA) == hashlib.sha256(old.encode()).hexdigest()[:16]
+    assert build_digest(NODE, s, SHA) == hashlib.sha256(old.encode()).hexdigest()[:16]
 
 
 @pytest.mark.parametrize("change", [
@@ -102,14 +102,14 @@ def test_params_are_every_field_and_the_key_every_field_but_the_node(tmp_path):
         changed = dataclasses.replace(ident, **{name: value})
         assert changed.params() != ident.params(), name
         if name in ("name", "version", "sdist"):
-            assert changed.key() == ident.key(), name
+            assert changed.digest() == ident.digest(), name
         else:
-            assert changed.key() != ident.key(), name
+            assert changed.digest() != ident.digest(), name
 
 
 def test_the_rule_and_the_cache_see_the_same_identity(tmp_path):
     s = unit_settings(tmp_path)
     ident = BuildIdentity.of(s, "demo", "1.0", "demo-1.0.tar.gz", SHA)
     assert build_params(NODE, s) == ident.params()
-    assert build_key(NODE, s, SHA) == ident.key()
+    assert build_digest(NODE, s, SHA) == ident.digest()
     assert ident.builder == "cross" and ident.image == "debian"

@@ -30,7 +30,7 @@ from refinery_lib.build_requirements import DEFAULT_REQUIRES, read_build_require
 from refinery_lib.errors import CommandError
 from refinery_lib.pep517 import build_in_env
 from refinery_lib.settings import Settings
-from refinery_lib.shared_venvs import VENV_MARKER, SharedEnv, env_key, make_shared_env
+from refinery_lib.shared_venvs import VENV_MARKER, SharedEnv, env_digest, make_shared_env
 from refinery_lib.targets import host_arch
 from refinery_lib.warmup import Planned, WarmProblem, WarmRecord, WarmSdist, warm_build_env
 from tests.conftest import build_tools_wheels
@@ -347,15 +347,16 @@ def test_the_cross_builder_warms_build_requirements_for_this_host(tmp_path):
 # --- shared build environments (local builder) ---
 
 
-def test_env_key_is_the_requirements_pins_interpreter_and_wheels():
-    key = env_key(["wheel", "setuptools>=61"], ["b==1", "a==2"], "/py 3.11.7", ["s.whl"])
-    assert key == env_key(["setuptools >= 61", "wheel"], ["a==2", "b==1"], "/py 3.11.7", ["s.whl"])
+def test_env_digest_is_the_requirements_pins_interpreter_and_wheels():
+    key = env_digest(["wheel", "setuptools>=61"], ["b==1", "a==2"], "/py 3.11.7", ["s.whl"])
+    same = env_digest(["setuptools >= 61", "wheel"], ["a==2", "b==1"], "/py 3.11.7", ["s.whl"])
+    assert key == same
     assert len(key) == 64
-    assert key != env_key(["setuptools>=61"], ["a==2", "b==1"], "/py 3.11.7", ["s.whl"])
-    assert key != env_key(["wheel", "setuptools>=61"], [], "/py 3.11.7", ["s.whl"])
-    assert key != env_key(["wheel", "setuptools>=61"], ["a==2", "b==1"], "/py 3.11.8", ["s.whl"])
+    assert key != env_digest(["setuptools>=61"], ["a==2", "b==1"], "/py 3.11.7", ["s.whl"])
+    assert key != env_digest(["wheel", "setuptools>=61"], [], "/py 3.11.7", ["s.whl"])
+    assert key != env_digest(["wheel", "setuptools>=61"], ["a==2", "b==1"], "/py 3.11.8", ["s.whl"])
     # a newer wheel downloaded later makes another environment
-    assert key != env_key(["wheel", "setuptools>=61"], ["a==2", "b==1"], "/py 3.11.7",
+    assert key != env_digest(["wheel", "setuptools>=61"], ["a==2", "b==1"], "/py 3.11.7",
                           ["s.whl", "s2.whl"])
 
 
@@ -500,7 +501,7 @@ def test_shared_env_only_for_a_ready_env_of_a_covered_isolated_build(tmp_path, w
     settings = settings_for(tmp_path, shared=True)
     env = make_env(tmp_path)
     record = warm_record(tmp_path / "wheels", {"a-1.0": entry(
-        venv=env.path, venv_key=env.key, venv_packages=env.packages)})
+        venv=env.path, venv_key=env.digest, venv_packages=env.packages)})
     iso = Variant("isolated")
     got = shared_env(settings, record, "a-1.0", "s", iso, "a")
     assert got is not None and got.path == env.path and got.python.exists()
@@ -517,7 +518,7 @@ def test_an_attempt_tries_shared_then_offline_then_online(tmp_path, wheels):
     settings = settings_for(tmp_path, shared=True)
     env = make_env(tmp_path)
     record = warm_record(tmp_path / "wheels", {"a-1.0": entry(
-        venv=env.path, venv_key=env.key, venv_packages=env.packages)})
+        venv=env.path, venv_key=env.digest, venv_packages=env.packages)})
     iso = Variant("isolated")
 
     def kind(warm, *tried):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from refinery_lib import cli
-from refinery_lib.queue import RetryQueue, RetryRequest
+from refinery_lib.retry_queue import RetryQueue, RetryRequest
 
 # the modules below are imported in the tests that use them, so that on a tree without them
 # the tests of `refinery` itself (cli.main) still run and fail on what they check

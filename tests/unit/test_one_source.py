@@ -195,7 +195,7 @@ def _results_tree() -> dict[str, str]:
 
 def test_the_workflows_files_are_named_once():
     """Each file of the workflow under RESULTS (the plan, the records, outcomes, benchmarks,
-    failure records, the requeue record, the aggregation's mark) is named in
+    failure records, the missing-dependencies record, the aggregation's mark) is named in
     settings.WorkflowFiles alone: the rules, the steps, the aggregation, the progress display
     and the CLI ask it (`settings.paths.plan`, `RESULTS.outcome("{key}")`) and spell none,
     nor join a name onto the results folder themselves."""

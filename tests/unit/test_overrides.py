@@ -16,7 +16,7 @@ from refinery_lib.build import BuildIdentity
 from refinery_lib.config import workflow_dir
 from refinery_lib.errors import ConfigError
 from refinery_lib.overrides import PackageOverride, cross_overrides
-from refinery_lib.queue import RetryRequest
+from refinery_lib.retry_queue import RetryRequest
 from refinery_lib.retry_worker import overrides_for
 from tests.fixtures.config import unit_settings
 
@@ -67,7 +67,7 @@ def test_the_cache_key_hashes_the_mapping_the_config_wrote(tmp_path):
         "variants": {k: repr(v) for k, v in s.variants.items()},
         "binary_build_deps": s.binary_build_deps, "override": written,
     }, sort_keys=True)
-    assert identity.key() == hashlib.sha256(old.encode()).hexdigest()[:16]
+    assert identity.digest() == hashlib.sha256(old.encode()).hexdigest()[:16]
     assert PackageOverride(version="1.0", variants=("a",)).to_json() == {
         "version": "1.0", "variants": ["a"]}
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from refinery_lib.history import History, new_event
-from refinery_lib.queue import RetryQueue, RetryRequest
+from refinery_lib.retry_queue import RetryQueue, RetryRequest
 from refinery_lib.retry_worker import WorkerConfig
 from tests.web.conftest import ServerThread
 from web.app import create_app

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from refinery_lib.queue import RetryQueue
+from refinery_lib.retry_queue import RetryQueue
 from refinery_lib.retry_worker import WorkerConfig
 from tests.web.conftest import TOKEN, ServerThread, client_for, csrf_of, free_port, make_history
 from web.app import create_app

@@ -6,7 +6,7 @@ import html
 import json
 import re
 
-from refinery_lib.queue import RetryQueue, RetryRequest
+from refinery_lib.retry_queue import RetryQueue, RetryRequest
 
 
 def _figures(page: str) -> dict[str, dict]:

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from refinery_lib.history import History
-from refinery_lib.queue import RetryQueue, RetryRequest
+from refinery_lib.retry_queue import RetryQueue, RetryRequest
 from refinery_lib.retry_worker import WorkerConfig
 from tests.web.conftest import ServerThread, client_for, csrf_of
 from web.trigger import LocalWorker

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from refinery_lib.queue import RetryQueue, RetryRequest
+from refinery_lib.retry_queue import RetryQueue, RetryRequest
 from tests.web.conftest import TOKEN, XSS, client_for
 
 GUARDED = [

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from refinery_lib.history import History
-from refinery_lib.queue import RetryQueue, RetryRequest
+from refinery_lib.retry_queue import RetryQueue, RetryRequest
 from refinery_lib.retry_worker import WorkerConfig, drain_and_run, worker_lock
 from tests.conftest import run_refinery
 from tests.fixtures.projects import make_wheel

@@ -112,8 +112,8 @@ def test_a_dynamic_requirement_is_retried_online_without_costing_an_attempt(
     attempt_log = (cache / "logs" / logs[0]).read_text()
     assert "No matching distribution" not in attempt_log
     assert "lacked helperdyn" in attempt_log
-    requeue = cache / "workflow" / "results" / "requeue" / "requeue.json"
-    assert "dynreq" not in (json.loads(requeue.read_text()) if requeue.exists() else {})
+    missing_deps = cache / "workflow" / "results" / "missing_deps" / "missing_deps.json"
+    assert "dynreq" not in (json.loads(missing_deps.read_text()) if missing_deps.exists() else {})
 
     # needs-nowhere was not warmed: its attempts ran online as before and failed for real
     assert status["needs-nowhere"]["status"] == "failed"

@@ -194,8 +194,9 @@ def test_undeclared_build_import_is_planned_build_only(tmp_path, index_url, isol
     res, entries = refine(tmp_path, index_url, isolated_pip_env,
                           [("imports-build-tool", "1.0", FOREIGN)], None, "--max-attempts", "1")
     assert "planning them and running again" in res.stderr, res.stderr[-3000:]
-    requeue = tmp_path / "cache" / "workflow" / "results" / "requeue" / "requeue.json"
-    assert json.loads(requeue.read_text()) == {"imports-build-tool": ["some-build-tool"]}
+    results = tmp_path / "cache" / "workflow" / "results"
+    missing_deps = results / "missing_deps" / "missing_deps.json"
+    assert json.loads(missing_deps.read_text()) == {"imports-build-tool": ["some-build-tool"]}
     # an isolated build still cannot import it (it is no declared build requirement)
     parent = entries["imports-build-tool"]
     assert parent["status"] == "failed" and "some_build_tool" in parent["detail"]

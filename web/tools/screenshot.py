@@ -24,7 +24,7 @@ import uvicorn
 
 from refinery_lib.history import History, new_event
 from refinery_lib.models import node_key
-from refinery_lib.queue import RetryQueue, RetryRequest
+from refinery_lib.retry_queue import RetryQueue, RetryRequest
 
 from ..app import create_app
 from ..settings import PanelSettings

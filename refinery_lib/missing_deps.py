@@ -1,4 +1,4 @@
-"""Dependency requeue: Python dependencies a build was missing, for the next plan to add.
+"""Missing build dependencies: Python dependencies a build was missing, for the next plan to add.
 
 A failed build whose log says a Python package was missing (`No matching distribution found
 for X` while installing build dependencies, `ModuleNotFoundError: No module named 'X'`)

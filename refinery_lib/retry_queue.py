@@ -335,7 +335,7 @@ class RetryQueue:
             state.requests.clear()
         return taken
 
-    def requeue(self, requests: list[RetryRequest]) -> None:
+    def put_back(self, requests: list[RetryRequest]) -> None:
         """Put requests back at the front: only for a drain that never got to try them (the
         worker's runs that fail to start use `bury`, so they do not fail on every drain)."""
         with self._locked() as state:

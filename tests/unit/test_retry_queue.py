@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from refinery_lib.queue import (
+from refinery_lib.retry_queue import (
     QueueError,
     RequestNotFound,
     RetryQueue,
@@ -145,13 +145,13 @@ def test_add_edit_reorder_delete_drain(tmp_path):
     assert len(q) == 0 and json.loads(q.path.read_text())["requests"] == []
 
 
-def test_requeue_puts_requests_back_in_front_once(tmp_path):
+def test_put_back_puts_requests_back_in_front_once(tmp_path):
     q = RetryQueue(tmp_path / "q.json")
     first = q.add(RetryRequest("first"))
     taken = q.drain()
     later = q.add(RetryRequest("later"))
-    q.requeue(taken)
-    q.requeue(taken)
+    q.put_back(taken)
+    q.put_back(taken)
     assert [r.id for r in q.requests()] == [first.id, later.id]
 
 
