@@ -67,10 +67,11 @@ OWN_FLAGS_BACKENDS = ("mesonpy", "scikit_build_core", "maturin", "cmeel", "py_bu
 
 @dataclass(frozen=True)
 class BuildIdentity:
-    """Everything that makes two builds of a package the same, in one place: the cache key of
-    a built wheel (`key`, in its record's name) and the params of the build rule (`params`:
-    a change reruns that package's job) are both made from it, so a setting that changes a
-    build changes both. Not hashable (the override holds a dict); compare with ==."""
+    """Everything that makes two builds of a package the same, in one place: the cache digest
+    of a built wheel (`digest`, in its record's name) and the params of the build rule
+    (`params`: a change reruns that package's job) are both made from it, so a setting that
+    changes a build changes both. Not hashable (an override's `env` is a dict); compare with
+    ==."""
 
     #: which package, from which sdist (name and version are the record's `node.key` too)
     name: str

@@ -92,7 +92,7 @@ def build_parser() -> tuple[Parser, dict[str, argparse.ArgumentParser]]:
 
 
 def _run_parser() -> Parser:
-    """The run's options on a parser of their own (kept for callers reading its help)."""
+    """The run's options on a parser of their own: `refinery run --help` without the top level."""
     return cli_run.run_parser("refinery")
 
 

@@ -10,7 +10,7 @@ source, the package and the key. The config's JSON schema (config/schemas/config
 two in step.
 
 `to_json` gives back the mapping the config wrote, key for key and in its order: it is hashed
-into a build's cache key and is part of the build rule's params (`build.BuildIdentity`).
+into a build's cache digest and is part of the build rule's params (`build.BuildIdentity`).
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ class Paths(WorkflowFiles):
 
     downloads = _File("downloads", base="cache")
     wheels = _File("wheels", base="cache")
-    #: what each cached wheel was built from (build.py): `<key>-<build key>.json`
+    #: what each cached wheel was built from (build.py): `<node key>-<build digest>.json`
     wheel_records = _File(".records", base="wheels")
     #: build requirements as wheels, downloaded once by the warm-up for offline builds
     buildenv = _File("buildenv/wheels", base="cache")

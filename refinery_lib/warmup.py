@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Planned:
-    """One sdist of the plan: its build key, file, sha256 and the pins of its first attempt."""
+    """One sdist of the plan: its plan node key, file, sha256 and the pins of its first attempt."""
 
     key: str
     name: str
@@ -152,7 +152,7 @@ class WarmVenv:
     """A shared environment the warm-up made (or found ready), and the sdists that use it."""
 
     env: SharedEnv
-    #: build keys
+    #: plan node keys
     sdists: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
@@ -179,7 +179,7 @@ class WarmRecord:
     builder: str
     python: str
     platform_tag: str
-    #: by build key
+    #: by plan node key
     sdists: dict[str, WarmSdist]
     #: the wheels in the warm folder when it was done
     wheels: tuple[str, ...]
@@ -376,8 +376,8 @@ def warm_build_env(
     record names them first.
 
     Nothing here fails the run: a requirement that cannot be downloaded is named, and the
-    sdists needing it are built as before, online; an environment that cannot be made is
-    named, and its sdists build each in its own, offline."""
+    sdists needing it are built online; an environment that cannot be made is named, and its
+    sdists build each in its own, offline."""
     started = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text(f"# build requirements of {len(planned)} sdist(s), as wheels\n")
@@ -459,9 +459,9 @@ def _share_envs(
     log_path: Path,
     scratch: Path,
 ) -> list[WarmVenv]:
-    """One environment per distinct key that two or more covered `entries` share (the local
+    """One environment per distinct digest that two or more covered `entries` share (the local
     builder's), or that an earlier warm-up left ready; one that cannot be made is a named
-    problem of its sdists only, which then build as before."""
+    problem of its sdists only, which then build each in its own environment."""
     python = downloader.argv[0]
     folder = settings.paths.buildenv
     try:

@@ -17,7 +17,7 @@ build-time requirements (`get_requires_for_build_wheel`), report the installed v
 build's words ("Installed build dependency versions"), build. `ProjectBuilder.check_dependencies`
 would look at this process's packages, not the environment's, so the requirements are checked
 against the environment's site-packages here. When one is unmet it exits `UNMET_EXIT` after
-one line starting with `LACKS`, having built nothing: the caller then builds as before.
+one line starting with `LACKS`, having built nothing: the caller then builds another way.
 Nothing is written into the environment: bytecode was compiled when it was made, and the
 backend runs with PYTHONDONTWRITEBYTECODE.
 """

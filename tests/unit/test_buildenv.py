@@ -497,11 +497,18 @@ def test_no_shared_env_for_a_container_builder_or_when_switched_off(
         assert record.sdists["a-1.0"].venv is None
 
 
-def test_shared_env_only_for_a_ready_env_of_a_covered_isolated_build(tmp_path, wheels):
+def _with_shared_env(tmp_path):
+    """Settings with shared environments on, a made environment, and a warm-up record whose
+    sdist a-1.0 uses it."""
     settings = settings_for(tmp_path, shared=True)
     env = make_env(tmp_path)
     record = warm_record(tmp_path / "wheels", {"a-1.0": entry(
         venv=env.path, venv_key=env.digest, venv_packages=env.packages)})
+    return settings, env, record
+
+
+def test_shared_env_only_for_a_ready_env_of_a_covered_isolated_build(tmp_path, wheels):
+    settings, env, record = _with_shared_env(tmp_path)
     iso = Variant("isolated")
     got = shared_env(settings, record, "a-1.0", "s", iso, "a")
     assert got is not None and got.path == env.path and got.python.exists()
@@ -515,10 +522,7 @@ def test_shared_env_only_for_a_ready_env_of_a_covered_isolated_build(tmp_path, w
 
 
 def test_an_attempt_tries_shared_then_offline_then_online(tmp_path, wheels):
-    settings = settings_for(tmp_path, shared=True)
-    env = make_env(tmp_path)
-    record = warm_record(tmp_path / "wheels", {"a-1.0": entry(
-        venv=env.path, venv_key=env.digest, venv_packages=env.packages)})
+    settings, env, record = _with_shared_env(tmp_path)
     iso = Variant("isolated")
 
     def kind(warm, *tried):
