@@ -1,6 +1,6 @@
 """The supervisor every contained command runs under: no process it starts outlives it.
 
-    python -I -S contain.py [--status-fd N] [--parent PID] [--grace S] -- argv...
+    python -I -S contain.py [--status-fd N] [--parent PID] [--grace S] [--sigint default] -- argv...
 
 `proc.run` starts it (stdlib only, run as a file, so it needs neither refinery's package nor
 its dependencies). It makes itself a child subreaper (PR_SET_CHILD_SUBREAPER): a descendant
@@ -28,6 +28,11 @@ compiler servers and test servers that builds leave behind by accident.
 
 `--status-fd`: the supervisor writes why the command could not be started there (empty when
 it started) and closes it, so the caller can report "cannot start" as for a direct start.
+
+`--sigint default`: the command starts with SIGINT at its default even when it was ignored
+here. A command started from a shell without job control (`cmd &` in a script, many CI
+runners) inherits SIGINT ignored, as subprocess keeps it; the command that its runner stops
+with SIGINT (Snakemake, see proc.run's `forward_signals`) would then never stop.
 """
 
 from __future__ import annotations
@@ -157,7 +162,7 @@ def _parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     i = 0
     while i < len(argv) and argv[i] != "--":
         key = argv[i].lstrip("-")
-        if key not in ("status-fd", "parent", "grace") or i + 1 >= len(argv):
+        if key not in ("status-fd", "parent", "grace", "sigint") or i + 1 >= len(argv):
             raise SystemExit(f"contain: unknown or incomplete option {argv[i]!r}")
         opts[key] = argv[i + 1]
         i += 2
@@ -172,6 +177,8 @@ def main(argv: list[str]) -> None:
     status_fd = int(opts["status-fd"]) if "status-fd" in opts else None
     parent = int(opts.get("parent", os.getppid()))
     grace = float(opts.get("grace", 0))
+    if opts.get("sigint", "default") != "default":
+        raise SystemExit(f"contain: --sigint takes only 'default', not {opts['sigint']!r}")
 
     # no Python handler ever runs here: the signals that matter are taken by sigwaitinfo, and
     # SIGINT stays blocked (it is for the command, in the same process group)
@@ -183,7 +190,7 @@ def main(argv: list[str]) -> None:
     if status_fd is not None:
         os.set_inheritable(status_fd, False)  # the caller reads it until the command runs
     try:
-        child = _spawn(command)
+        child = _spawn(command, sigint_default="sigint" in opts)
     except OSError as exc:
         if status_fd is not None:
             os.write(status_fd, str(exc).encode(errors="replace"))
@@ -196,10 +203,11 @@ def main(argv: list[str]) -> None:
     _exit_like(_supervise(child, grace, orphaned))
 
 
-def _spawn(command: list[str]) -> int:
+def _spawn(command: list[str], sigint_default: bool = False) -> int:
     """fork + exec as subprocess does it: PATH of this environment (the command's), an empty
     signal mask, default SIGPIPE and SIGXFSZ (Python ignores them), every other ignored
-    signal still ignored. An exec failure comes back through a close-on-exec pipe.
+    signal still ignored (SIGINT too, unless `sigint_default`). An exec failure comes back
+    through a close-on-exec pipe.
     (posix_spawn would leave glibc's internal signals 32 and 33 ignored in the command.)"""
     err_r, err_w = os.pipe()
     pid = os.fork()
@@ -208,7 +216,7 @@ def _spawn(command: list[str]) -> int:
             os.close(err_r)
             for signum in (signal.SIGPIPE, signal.SIGXFSZ):
                 signal.signal(signum, signal.SIG_DFL)
-            if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            if sigint_default or signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, [])
             os.execvp(command[0], command)

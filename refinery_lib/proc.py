@@ -102,7 +102,8 @@ def run(
     command is then given `interrupt_grace` seconds (a second signal stops waiting) and
     ended; `Interrupted` is raised. The command never gets the terminal's signal twice: it
     is not in the terminal's foreground group. If this process is killed, the supervisor
-    sends the SIGINT itself and ends the command after the same grace.
+    sends the SIGINT itself and ends the command after the same grace. The command starts
+    with SIGINT at its default even when this process inherited it ignored.
     """
     args = [os.fspath(a) for a in argv]
     start = time.monotonic()
@@ -123,6 +124,9 @@ def run(
                       "--parent", str(os.getpid())]
         if forward_signals and interrupt_grace:
             popen_argv += ["--grace", f"{interrupt_grace:g}"]
+        if forward_signals:
+            # SIGINT is how this process stops the command: never inherited ignored
+            popen_argv += ["--sigint", "default"]
         popen_argv += ["--", *args]
         fds += (status_w,)
     proc = None

@@ -131,6 +131,26 @@ def test_the_command_gets_its_environment_fds_and_signal_state(tmp_path):
     assert res.output.splitlines()[-2:] == ["seen", str(tmp_path)]
 
 
+def test_a_command_stopped_by_sigint_never_inherits_it_ignored(tmp_path):
+    """A runner started with SIGINT ignored (`refinery ... &` in a script, a CI runner without
+    job control) still stops a forward_signals command with SIGINT: that command starts with
+    SIGINT at its default; other commands keep it ignored, as subprocess does."""
+    probe = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    runner = textwrap.dedent(f"""\
+        import signal, sys
+        from refinery_lib import proc
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for forward in (True, False):
+            res = proc.run([sys.executable, "-c", {probe!r}], forward_signals=forward)
+            print(forward, res.output.strip())
+        print("runner", signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(Path(proc.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", runner], capture_output=True, text=True,
+                         env=env, check=True, cwd=tmp_path).stdout.split("\n")
+    assert out[:3] == ["True True", "False False", "runner True"], out
+
+
 # a runner like refinery: runs a child with forward_signals and reports how it ended; the
 # child counts the SIGINTs it gets and exits after INTERRUPT_GRACE_CHILD seconds of cleanup
 RUNNER = textwrap.dedent("""\

@@ -105,14 +105,19 @@ def no_strays(tmp_path):
 
 def start_sleeper_run(tmp: Path, index: str, env: dict, gate: tuple[Path, Path]):
     """refinery in a session of its own, building `sleeper`; returns once its setup.py is
-    asleep mid-build."""
+    asleep mid-build. It starts with SIGINT ignored, as a shell without job control starts
+    `refinery ... &` (and as many CI runners start everything): the stop must still reach
+    Snakemake (tests/workflow/test_resume.py stops runs started with SIGINT at its default)."""
     gate_file, started = gate
     gate_file.touch()
     started.unlink(missing_ok=True)
     make_wheel(tmp / "in", "sleeper", "1.0", FOREIGN)
     log = open(tmp / "run.log", "w")  # noqa: SIM115 - closed by the caller's wait
+    sigint_ignored = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                      "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "refinery_lib.cli", *refinery_args(tmp, index, "--jobs", "1")],
+        [sys.executable, "-c", sigint_ignored, "-m", "refinery_lib.cli",
+         *refinery_args(tmp, index, "--jobs", "1")],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
     )
     log.close()
