@@ -15,14 +15,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
-from jsonschema.exceptions import ValidationError, best_match
 
 from .errors import ConfigError
 from .hint_prefilter import required_literals
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
 
 DATA = Path(__file__).resolve().parent / "data"
 DEFAULT_CATALOG = DATA / "hints.yaml"
@@ -151,7 +152,10 @@ def _load(path: Path, _mtime: int) -> Catalog:
         raise CatalogError(f"hint catalog {path} cannot be parsed: {exc}") from exc
     if not isinstance(data, list):
         raise CatalogError(f"hint catalog {path} must be a list of entries")
-    errors = list(jsonschema.Draft202012Validator(schema()).iter_errors(data))
+    # imported here: every build step imports this module, few load a catalog
+    from jsonschema import Draft202012Validator
+
+    errors = list(Draft202012Validator(schema()).iter_errors(data))
     if errors:
         raise _schema_error(path, data, errors)
     entries: list[CatalogEntry] = []
@@ -173,6 +177,8 @@ def _where(path: Path, index: int, raw: Any) -> str:
 
 def _schema_error(path: Path, data: list[Any], errors: list[ValidationError]) -> CatalogError:
     """One line for the first entry the schema rejects: the entry, the field, the problem."""
+    from jsonschema.exceptions import best_match
+
     index = min(int(e.absolute_path[0]) for e in errors)
     error = best_match(e for e in errors if e.absolute_path[0] == index)
     where = _where(path, index, data[index])

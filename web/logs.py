@@ -28,6 +28,7 @@ import anyio
 from packaging.version import InvalidVersion, Version
 
 from refinery_lib.failure_lines import ERROR_WINDOW, first_error_line, head_and_tail
+from refinery_lib.text_lines import without_colours
 
 # CACHE/logs/<key>-attempt<N>-<variant>.log, key = node_key(name, version) (no '-' inside)
 _LOG_RE = re.compile(
@@ -162,8 +163,6 @@ def tail_of(log: LogFile | None, limit: int = TAIL_BYTES) -> tuple[str, int, boo
 
 
 # -- the line of a failed build's log that says why ------------------------------------------
-_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
 
 @dataclass(frozen=True)
 class FirstError:
@@ -181,7 +180,7 @@ def _line_no_of(text: str, found: str) -> int:
     if not probe:
         return 0
     for index, line in enumerate(text.split("\n")):
-        if probe in _ANSI_RE.sub("", line):
+        if probe in without_colours(line):
             return index + 1
     return 0
 

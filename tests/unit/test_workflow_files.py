@@ -102,9 +102,9 @@ CONDA_NAMES = {"pyyaml": "pyyaml", "build": "python-build"}
 
 def test_the_build_env_provides_what_the_build_step_imports():
     """`--sdm conda` runs scripts/build_wheel.py in envs/build.yaml's environment: every
-    third-party distribution its imports load (refinery_lib.steps and all it pulls in) must be
-    there, listed or required by one that is. It lacked pyyaml, so the build step could not
-    even start under conda."""
+    third-party distribution its imports load (refinery_lib.steps and all it pulls in, the
+    hint catalog's loader included) must be there, listed or required by one that is. It
+    lacked pyyaml, so the build step could not even start under conda."""
     import json
     import subprocess
     import sys
@@ -113,6 +113,9 @@ def test_the_build_env_provides_what_the_build_step_imports():
         "import sys, json, importlib.metadata as md\n"
         "before = set(sys.modules)\n"
         "import refinery_lib.steps\n"
+        # what a failed build does: match its log against the hint catalog
+        "from refinery_lib.hint_catalog import load_catalog\n"
+        "load_catalog()\n"
         "dists = md.packages_distributions()\n"
         "tops = {m.split('.')[0] for m in set(sys.modules) - before}\n"
         "print(json.dumps(sorted({d for t in tops if t not in sys.stdlib_module_names\n"
